@@ -1,0 +1,19 @@
+//! heartbeat: a gRPC liveness service.
+//!
+//! Members hold one bidirectional `Beat` stream and ping every interval; the
+//! server answers each ping and declares a silent member DEAD when its
+//! deadline passes. Everything the server knows is published through the
+//! standard `grpc.health.v1.Health` service and through `WatchMembers`.
+//!
+//! # Layout
+//!
+//! - [`pb`]: generated protobuf/gRPC code and the reflection descriptor set.
+//! - [`liveness`]: the core: members, states, deadlines; pure, `now` passed in.
+//! - [`health`]: `grpc.health.v1` over a status map: Check, Watch, List.
+//! - [`server`]: Beat / ListMembers / WatchMembers over the core, the timer
+//!   driver, and shutdown.
+//! - [`validate`]: checks of every network input against SPEC §2.
+//! - [`config`]: server configuration as plain data with `validate()`.
+
+pub mod liveness;
+pub mod pb;

@@ -1,0 +1,194 @@
+//! The deadline queue: a binary min-heap of `(when, slot)` plus an index from
+//! slot to heap position (etcd's `lease_queue.go` shape), so that every member
+//! has at most one entry.
+//!
+//! Entries are lazy: a ping only moves a member's deadline later and does not
+//! touch the queue, so an entry may pop early; the registry then re-arms it at
+//! the member's real due time. Only a deadline that moves *earlier* (a rejoin
+//! of a DEAD member waiting for removal) needs [`DeadlineQueue::schedule`] to
+//! lower the key in place.
+
+use tokio::time::Instant;
+
+const ABSENT: u32 = u32::MAX;
+
+/// Min-heap of deadlines, one entry per slot at most.
+#[derive(Debug, Default)]
+pub struct DeadlineQueue {
+    heap: Vec<(Instant, u32)>,
+    /// `pos[slot]` = index of the slot's entry in `heap`, or `ABSENT`.
+    pos: Vec<u32>,
+}
+
+impl DeadlineQueue {
+    /// An empty queue.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// True when nothing is scheduled.
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+
+    /// The earliest deadline.
+    pub fn peek(&self) -> Option<Instant> {
+        self.heap.first().map(|&(when, _)| when)
+    }
+
+    /// Makes sure `slot` is due no later than `when`: inserts an entry, or
+    /// lowers an existing later one. An existing earlier entry is kept (it
+    /// pops early and is re-armed). Returns true when the earliest deadline
+    /// of the whole queue moved earlier, so a sleeping driver must wake.
+    pub fn schedule(&mut self, slot: u32, when: Instant) -> bool {
+        let before = self.peek();
+        let idx = slot as usize;
+        if self.pos.len() <= idx {
+            self.pos.resize(idx + 1, ABSENT);
+        }
+        match self.pos[idx] {
+            ABSENT => {
+                self.heap.push((when, slot));
+                self.pos[idx] = (self.heap.len() - 1) as u32;
+                self.sift_up(self.heap.len() - 1);
+            }
+            at => {
+                let at = at as usize;
+                if when < self.heap[at].0 {
+                    self.heap[at].0 = when;
+                    self.sift_up(at);
+                }
+            }
+        }
+        before.is_none_or(|b| when < b)
+    }
+
+    /// Removes and returns the earliest entry if it is due at `now`.
+    pub fn pop_due(&mut self, now: Instant) -> Option<(Instant, u32)> {
+        let &(when, _) = self.heap.first()?;
+        if when > now {
+            return None;
+        }
+        let last = self.heap.len() - 1;
+        self.swap(0, last);
+        let (when, slot) = self.heap.pop()?;
+        self.pos[slot as usize] = ABSENT;
+        if !self.heap.is_empty() {
+            self.sift_down(0);
+        }
+        Some((when, slot))
+    }
+
+    /// The scheduled deadline of `slot`, if any.
+    pub fn get(&self, slot: u32) -> Option<Instant> {
+        match self.pos.get(slot as usize) {
+            Some(&at) if at != ABSENT => Some(self.heap[at as usize].0),
+            _ => None,
+        }
+    }
+
+    fn swap(&mut self, a: usize, b: usize) {
+        self.heap.swap(a, b);
+        self.pos[self.heap[a].1 as usize] = a as u32;
+        self.pos[self.heap[b].1 as usize] = b as u32;
+    }
+
+    fn sift_up(&mut self, mut i: usize) {
+        while i > 0 {
+            let parent = (i - 1) / 2;
+            if self.heap[i].0 >= self.heap[parent].0 {
+                break;
+            }
+            self.swap(i, parent);
+            i = parent;
+        }
+    }
+
+    fn sift_down(&mut self, mut i: usize) {
+        let n = self.heap.len();
+        loop {
+            let (l, r) = (2 * i + 1, 2 * i + 2);
+            let mut min = i;
+            if l < n && self.heap[l].0 < self.heap[min].0 {
+                min = l;
+            }
+            if r < n && self.heap[r].0 < self.heap[min].0 {
+                min = r;
+            }
+            if min == i {
+                break;
+            }
+            self.swap(i, min);
+            i = min;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    #[test]
+    fn pops_in_order_and_only_when_due() {
+        let t0 = Instant::now();
+        let mut q = DeadlineQueue::new();
+        assert!(q.schedule(3, t0 + Duration::from_secs(3)));
+        assert!(q.schedule(1, t0 + Duration::from_secs(1)));
+        assert!(!q.schedule(2, t0 + Duration::from_secs(2)));
+        assert_eq!(q.pop_due(t0), None);
+        assert_eq!(q.pop_due(t0 + Duration::from_secs(2)).map(|e| e.1), Some(1));
+        assert_eq!(q.pop_due(t0 + Duration::from_secs(2)).map(|e| e.1), Some(2));
+        assert_eq!(q.pop_due(t0 + Duration::from_secs(2)), None);
+        assert_eq!(q.len(), 1);
+    }
+
+    #[test]
+    fn schedule_keeps_one_entry_and_only_lowers() {
+        let t0 = Instant::now();
+        let mut q = DeadlineQueue::new();
+        q.schedule(7, t0 + Duration::from_secs(5));
+        q.schedule(7, t0 + Duration::from_secs(9)); // later: kept at 5
+        assert_eq!(q.get(7), Some(t0 + Duration::from_secs(5)));
+        q.schedule(7, t0 + Duration::from_secs(1)); // earlier: lowered
+        assert_eq!(q.get(7), Some(t0 + Duration::from_secs(1)));
+        assert_eq!(q.len(), 1);
+    }
+
+    proptest! {
+        /// Against a reference model (a map slot -> earliest deadline).
+        #[test]
+        fn behaves_like_a_map_of_minimums(ops in prop::collection::vec((0u32..40, 0u64..1_000, any::<bool>()), 1..300)) {
+            let t0 = Instant::now();
+            let mut q = DeadlineQueue::new();
+            let mut model: BTreeMap<u32, u64> = BTreeMap::new();
+            for (slot, at, pop) in ops {
+                if pop {
+                    let now = t0 + Duration::from_millis(at);
+                    let want = model.iter().map(|(&s, &w)| (w, s)).min().filter(|&(w, _)| w <= at);
+                    let got = q.pop_due(now);
+                    match want {
+                        None => prop_assert!(got.is_none()),
+                        Some((w, _)) => {
+                            let (gw, gs) = got.expect("an entry is due");
+                            prop_assert_eq!(gw, t0 + Duration::from_millis(w));
+                            prop_assert_eq!(model.remove(&gs), Some(w));
+                        }
+                    }
+                } else {
+                    q.schedule(slot, t0 + Duration::from_millis(at));
+                    let e = model.entry(slot).or_insert(at);
+                    *e = (*e).min(at);
+                }
+                prop_assert_eq!(q.len(), model.len());
+            }
+        }
+    }
+}

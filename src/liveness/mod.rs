@@ -1,0 +1,21 @@
+//! The liveness core: the member table, its states and deadlines (SPEC §3).
+//!
+//! Pure: no I/O, no clock, no runtime. Every call takes `now` (a
+//! `tokio::time::Instant` read by the caller), and the table reports when it
+//! next needs to run, so tests drive it with explicit instants and the server
+//! drives it from one timer task.
+
+mod deadlines;
+mod member;
+mod registry;
+pub mod timing;
+
+pub use deadlines::DeadlineQueue;
+pub use member::{
+    Event, EventKind, Fenced, Health, JoinRequest, Joined, Labels, MemberId, MemberView, State,
+    Status, StreamEnd,
+};
+pub use registry::{CoreConfig, Outbox, Registry};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,471 @@
+//! The member table and its state machine (SPEC §3), with no I/O and no clock:
+//! every call takes `now`, and [`Registry::next_deadline`] tells the driver
+//! when to call [`Registry::poll`] next (the quinn-proto shape).
+//!
+//! ```text
+//!   Join ──► ALIVE ──(no ping for (interval+timeout)/2)──► SUSPECT
+//!              ▲  ◄────────────────(ping)───────────────────┘ │
+//!              │                                             (no ping for timeout)
+//!            Join                                              ▼
+//!              └──────────── LEFT ◄──(Leave)── ALIVE/SUSPECT  DEAD
+//!                              └──(retention)──► removed ◄──(retention)──┘
+//! ```
+//!
+//! What the table's changes mean for the outside (events for WatchMembers,
+//! health of names, streams to end, a driver to wake) is written to an
+//! [`Outbox`] that the caller drains while it still holds the registry, so
+//! every consumer sees changes in revision order.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::deadlines::DeadlineQueue;
+use super::member::{
+    Event, EventKind, Fenced, Health, JoinRequest, Joined, MemberId, MemberView, State, Status,
+    StreamEnd,
+};
+use super::timing::{Bounds, negotiate, suspect_after};
+
+/// Configuration of the core.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// Interval and timeout defaults and bounds.
+    pub bounds: Bounds,
+    /// How long a DEAD or LEFT member stays listed.
+    pub retention: Duration,
+    /// How many events are kept for `since_revision` resumes.
+    pub history: usize,
+    /// Revision of the empty table (later changes count up from it).
+    pub initial_revision: u64,
+    /// First session number handed out.
+    pub initial_session: u64,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        Self {
+            bounds: Bounds::default(),
+            retention: Duration::from_secs(60),
+            history: 8192,
+            initial_revision: 0,
+            initial_session: 1,
+        }
+    }
+}
+
+/// What the last calls changed, for the caller to deliver.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    /// New events, in revision order (also kept in the history).
+    pub events: Vec<Arc<Event>>,
+    /// Health names whose status changed, in order (`None` = now unknown).
+    pub health: Vec<(Arc<str>, Health)>,
+    /// Streams (by session) that must end, and why.
+    pub ends: Vec<(u64, StreamEnd)>,
+    /// The earliest deadline moved earlier: a sleeping driver must wake.
+    pub wake: bool,
+}
+
+impl Outbox {
+    /// True when there is nothing to deliver.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.health.is_empty() && self.ends.is_empty() && !self.wake
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    view: MemberView,
+    /// When the member became DEAD or LEFT.
+    ended_at: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct ServiceCount {
+    name: Arc<str>,
+    listed: u32,
+    serving: u32,
+}
+
+impl ServiceCount {
+    fn health(&self) -> Health {
+        match (self.listed, self.serving) {
+            (0, _) => None,
+            (_, 0) => Some(Status::NotServing),
+            _ => Some(Status::Serving),
+        }
+    }
+}
+
+/// The member table.
+#[derive(Debug)]
+pub struct Registry {
+    cfg: CoreConfig,
+    slots: Vec<Option<Entry>>,
+    /// Bumped when a slot is released, so ids of removed members never
+    /// match the slot's next occupant.
+    gens: Vec<u32>,
+    free: Vec<u32>,
+    index: HashMap<Arc<str>, u32>,
+    services: HashMap<Arc<str>, ServiceCount>,
+    queue: DeadlineQueue,
+    revision: u64,
+    next_session: u64,
+    history: VecDeque<Arc<Event>>,
+    outbox: Outbox,
+}
+
+impl Registry {
+    /// An empty table.
+    pub fn new(cfg: CoreConfig) -> Self {
+        Self {
+            revision: cfg.initial_revision,
+            next_session: cfg.initial_session,
+            history: VecDeque::with_capacity(cfg.history.min(1024)),
+            cfg,
+            slots: Vec::new(),
+            gens: Vec::new(),
+            free: Vec::new(),
+            index: HashMap::new(),
+            services: HashMap::new(),
+            queue: DeadlineQueue::new(),
+            outbox: Outbox::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CoreConfig {
+        &self.cfg
+    }
+
+    /// Accepts a validated Join: a new member, or a new session of a known
+    /// one (a live older session is superseded and its stream ended).
+    pub fn join(&mut self, req: JoinRequest, now: Instant) -> Joined {
+        let (interval, timeout) = negotiate(&self.cfg.bounds, req.interval, req.timeout);
+        let session = self.next_session;
+        self.next_session += 1;
+        let name = format!("{}/{}", req.service, req.instance);
+        let labels = Arc::new(req.labels);
+        let mut superseded = None;
+        let (slot, before) = match self.index.get(name.as_str()) {
+            Some(&slot) => {
+                let entry = self.entry_mut(slot);
+                let before = Some(entry.view.health());
+                if entry.view.state.is_live() {
+                    superseded = Some(entry.view.session);
+                }
+                let v = &mut entry.view;
+                (v.labels, v.state, v.status, v.session) =
+                    (labels, State::Alive, Status::Serving, session);
+                (v.interval, v.timeout, v.joined_at, v.last_seen) = (interval, timeout, now, now);
+                entry.ended_at = None;
+                (slot, before)
+            }
+            None => {
+                let name: Arc<str> = name.into();
+                let view = MemberView {
+                    name: name.clone(),
+                    service_len: req.service.len(),
+                    labels,
+                    state: State::Alive,
+                    status: Status::Serving,
+                    session,
+                    interval,
+                    timeout,
+                    joined_at: now,
+                    last_seen: now,
+                };
+                let slot = self.alloc(Entry {
+                    view,
+                    ended_at: None,
+                });
+                self.index.insert(name, slot);
+                (slot, None)
+            }
+        };
+        if let Some(old) = superseded {
+            self.outbox
+                .ends
+                .push((old, StreamEnd::Superseded { by: session }));
+        }
+        self.account(slot, before, Some(Status::Serving));
+        self.emit(EventKind::Joined, slot);
+        self.arm(slot, now + suspect_after(interval, timeout));
+        Joined {
+            id: MemberId {
+                slot,
+                generation: self.gens[slot as usize],
+                session,
+            },
+            interval,
+            timeout,
+            superseded,
+        }
+    }
+
+    /// A ping of session `id` observed at `now`. O(1), allocation-free unless
+    /// the state or status changes.
+    pub fn ping(&mut self, id: MemberId, status: Status, now: Instant) -> Result<(), Fenced> {
+        let entry = self.live_entry_mut(id)?;
+        let v = &mut entry.view;
+        v.last_seen = now;
+        if v.state == State::Alive && v.status == status {
+            return Ok(());
+        }
+        let before = Some(v.health());
+        (v.state, v.status) = (State::Alive, status);
+        let after = Some(v.health());
+        self.account(id.slot, before, after);
+        self.emit(EventKind::Updated, id.slot);
+        Ok(())
+    }
+
+    /// Session `id` leaves on purpose: LEFT at once.
+    pub fn leave(&mut self, id: MemberId, now: Instant) -> Result<(), Fenced> {
+        let entry = self.live_entry_mut(id)?;
+        let before = Some(entry.view.health());
+        entry.view.state = State::Left;
+        entry.ended_at = Some(now);
+        self.account(id.slot, before, Some(Status::NotServing));
+        self.emit(EventKind::Left, id.slot);
+        self.arm(id.slot, now + self.cfg.retention);
+        Ok(())
+    }
+
+    /// Applies every transition due at `now`.
+    pub fn poll(&mut self, now: Instant) {
+        while let Some((_, slot)) = self.queue.pop_due(now) {
+            loop {
+                let due = self.due(slot);
+                if due > now {
+                    // The driver that polls reads next_deadline() itself.
+                    self.queue.schedule(slot, due);
+                    break;
+                }
+                if !self.step(slot, now) {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// When [`Registry::poll`] has work next.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.queue.peek()
+    }
+
+    /// The pending outputs; drain them after every call.
+    pub fn outbox(&mut self) -> &mut Outbox {
+        &mut self.outbox
+    }
+
+    /// Takes the pending outputs.
+    pub fn take_outbox(&mut self) -> Outbox {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// Revision of the table now.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// Number of listed members (in any state).
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// True when no member is listed.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Listed members, of one service or all, ordered by service then instance.
+    pub fn members(&self, service: Option<&str>) -> Vec<MemberView> {
+        let mut out: Vec<MemberView> = self
+            .slots
+            .iter()
+            .flatten()
+            .map(|e| &e.view)
+            .filter(|v| service.is_none_or(|s| v.service() == s))
+            .cloned()
+            .collect();
+        out.sort_unstable_by(|a, b| (a.service(), a.instance()).cmp(&(b.service(), b.instance())));
+        out
+    }
+
+    /// One member by `service/instance` name.
+    pub fn get(&self, name: &str) -> Option<&MemberView> {
+        let slot = *self.index.get(name)?;
+        self.slots[slot as usize].as_ref().map(|e| &e.view)
+    }
+
+    /// Health the table implies for a `<service>` or `<service>/<instance>` name.
+    pub fn health(&self, name: &str) -> Health {
+        if name.contains('/') {
+            self.get(name).map(MemberView::health)
+        } else {
+            self.services.get(name).and_then(ServiceCount::health)
+        }
+    }
+
+    /// Every event after `since` (exclusive), or `None` when the history no
+    /// longer holds them (or `since` is not of this run): take a snapshot.
+    pub fn events_since(&self, since: u64) -> Option<impl Iterator<Item = &Arc<Event>>> {
+        if since > self.revision {
+            return None;
+        }
+        let first = self
+            .history
+            .front()
+            .map_or(self.revision + 1, |e| e.revision);
+        if since + 1 < first {
+            return None;
+        }
+        Some(self.history.iter().skip((since + 1 - first) as usize))
+    }
+
+    fn step(&mut self, slot: u32, now: Instant) -> bool {
+        let entry = self.entry_mut(slot);
+        match entry.view.state {
+            State::Alive => {
+                entry.view.state = State::Suspect;
+                self.emit(EventKind::Updated, slot);
+                true
+            }
+            State::Suspect => {
+                let before = Some(entry.view.health());
+                entry.view.state = State::Dead;
+                entry.ended_at = Some(now);
+                let session = entry.view.session;
+                self.account(slot, before, Some(Status::NotServing));
+                self.emit(EventKind::Dead, slot);
+                self.outbox.ends.push((session, StreamEnd::Dead));
+                true
+            }
+            State::Dead | State::Left => {
+                let before = Some(entry.view.health());
+                self.account(slot, before, None);
+                self.emit(EventKind::Removed, slot);
+                self.release(slot);
+                false
+            }
+        }
+    }
+
+    /// When the member's next transition is due.
+    fn due(&self, slot: u32) -> Instant {
+        let e = self.slots[slot as usize]
+            .as_ref()
+            .expect("queued slot is occupied");
+        let v = &e.view;
+        match v.state {
+            State::Alive => v.last_seen + suspect_after(v.interval, v.timeout),
+            State::Suspect => v.last_seen + v.timeout,
+            State::Dead | State::Left => e.ended_at.unwrap_or(v.last_seen) + self.cfg.retention,
+        }
+    }
+
+    fn arm(&mut self, slot: u32, when: Instant) {
+        self.outbox.wake |= self.queue.schedule(slot, when);
+    }
+
+    fn emit(&mut self, kind: EventKind, slot: u32) {
+        self.revision += 1;
+        let member = self.entry_mut(slot).view.clone();
+        let event = Arc::new(Event {
+            revision: self.revision,
+            kind,
+            member,
+        });
+        if self.cfg.history > 0 {
+            if self.history.len() == self.cfg.history {
+                self.history.pop_front();
+            }
+            self.history.push_back(event.clone());
+        }
+        self.outbox.events.push(event);
+    }
+
+    /// Records a change of the member's own health (`None` = unlisted) and
+    /// of its service's, and queues the health names that changed.
+    fn account(&mut self, slot: u32, before: Health, after: Health) {
+        if before == after {
+            return;
+        }
+        let view = &self.slots[slot as usize].as_ref().expect("occupied").view;
+        let name = view.name.clone();
+        let service = view.service();
+        let count = match self.services.get_mut(service) {
+            Some(c) => c,
+            None => {
+                let key: Arc<str> = service.into();
+                self.services.entry(key.clone()).or_insert(ServiceCount {
+                    name: key,
+                    listed: 0,
+                    serving: 0,
+                })
+            }
+        };
+        let service_before = count.health();
+        count.listed = count.listed + u32::from(after.is_some()) - u32::from(before.is_some());
+        count.serving = count.serving + u32::from(after == Some(Status::Serving))
+            - u32::from(before == Some(Status::Serving));
+        let service_after = count.health();
+        let service_name = count.name.clone();
+        if service_after.is_none() {
+            self.services.remove(&service_name);
+        }
+        self.outbox.health.push((name, after));
+        if service_before != service_after {
+            self.outbox.health.push((service_name, service_after));
+        }
+    }
+
+    fn live_entry_mut(&mut self, id: MemberId) -> Result<&mut Entry, Fenced> {
+        if self.gens.get(id.slot as usize) != Some(&id.generation) {
+            return Err(Fenced::Removed);
+        }
+        let entry = self.slots[id.slot as usize]
+            .as_mut()
+            .ok_or(Fenced::Removed)?;
+        if entry.view.session != id.session {
+            return Err(Fenced::Superseded {
+                by: entry.view.session,
+            });
+        }
+        match entry.view.state {
+            State::Alive | State::Suspect => Ok(entry),
+            State::Dead => Err(Fenced::Dead),
+            State::Left => Err(Fenced::Left),
+        }
+    }
+
+    fn entry_mut(&mut self, slot: u32) -> &mut Entry {
+        self.slots[slot as usize].as_mut().expect("occupied slot")
+    }
+
+    fn alloc(&mut self, entry: Entry) -> u32 {
+        match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(entry);
+                slot
+            }
+            None => {
+                self.slots.push(Some(entry));
+                self.gens.push(0);
+                (self.slots.len() - 1) as u32
+            }
+        }
+    }
+
+    fn release(&mut self, slot: u32) {
+        if let Some(entry) = self.slots[slot as usize].take() {
+            self.index.remove(&entry.view.name);
+            self.gens[slot as usize] = self.gens[slot as usize].wrapping_add(1);
+            self.free.push(slot);
+        }
+    }
+}

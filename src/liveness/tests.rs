@@ -1,0 +1,440 @@
+//! Tests of the core driven by explicit instants: every transition of SPEC §3,
+//! fencing, clamping, retention, revisions, and a property test of random
+//! operation sequences against the invariants the server relies on.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use proptest::prelude::*;
+use tokio::time::Instant;
+
+use super::*;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn req(service: &str, instance: &str) -> JoinRequest {
+    JoinRequest {
+        service: service.into(),
+        instance: instance.into(),
+        interval: None,
+        timeout: None,
+        labels: Labels::new(),
+    }
+}
+
+fn core() -> Registry {
+    Registry::new(CoreConfig {
+        retention: ms(10_000),
+        initial_revision: 1_000,
+        initial_session: 500,
+        ..CoreConfig::default()
+    })
+}
+
+fn kinds(out: &Outbox) -> Vec<(EventKind, State)> {
+    out.events
+        .iter()
+        .map(|e| (e.kind, e.member.state))
+        .collect()
+}
+
+fn health(out: &Outbox) -> Vec<(String, Health)> {
+    out.health
+        .iter()
+        .map(|(n, h)| (n.to_string(), *h))
+        .collect()
+}
+
+#[test]
+fn join_creates_alive_member_and_health_names() {
+    let t0 = Instant::now();
+    let mut r = core();
+    let j = r.join(req("db", "a"), t0);
+    assert_eq!(
+        (j.interval, j.timeout, j.superseded),
+        (ms(1_000), ms(3_000), None)
+    );
+    assert_eq!(j.id.session, 500);
+    let out = r.take_outbox();
+    assert_eq!(kinds(&out), vec![(EventKind::Joined, State::Alive)]);
+    assert_eq!(out.events[0].revision, 1_001);
+    assert_eq!(
+        health(&out),
+        vec![
+            ("db/a".into(), Some(Status::Serving)),
+            ("db".into(), Some(Status::Serving))
+        ]
+    );
+    assert!(out.wake);
+    assert_eq!(r.next_deadline(), Some(t0 + ms(2_000)));
+    assert_eq!(r.revision(), 1_001);
+}
+
+#[test]
+fn alive_suspect_dead_removed_on_schedule() {
+    let t0 = Instant::now();
+    let mut r = core();
+    let j = r.join(req("db", "a"), t0);
+    r.take_outbox();
+
+    r.poll(t0 + ms(1_999));
+    assert!(r.take_outbox().is_empty());
+    r.poll(t0 + ms(2_000));
+    let out = r.take_outbox();
+    assert_eq!(kinds(&out), vec![(EventKind::Updated, State::Suspect)]);
+    assert!(out.health.is_empty(), "SUSPECT keeps health (hysteresis)");
+    assert_eq!(r.health("db/a"), Some(Status::Serving));
+
+    r.poll(t0 + ms(2_999));
+    assert!(r.take_outbox().is_empty());
+    r.poll(t0 + ms(3_000));
+    let out = r.take_outbox();
+    assert_eq!(kinds(&out), vec![(EventKind::Dead, State::Dead)]);
+    assert_eq!(out.ends, vec![(j.id.session, StreamEnd::Dead)]);
+    assert_eq!(
+        health(&out),
+        vec![
+            ("db/a".into(), Some(Status::NotServing)),
+            ("db".into(), Some(Status::NotServing))
+        ]
+    );
+    assert_eq!(
+        r.ping(j.id, Status::Serving, t0 + ms(3_001)),
+        Err(Fenced::Dead)
+    );
+
+    r.poll(t0 + ms(12_999));
+    assert!(r.take_outbox().is_empty());
+    r.poll(t0 + ms(13_000));
+    let out = r.take_outbox();
+    assert_eq!(kinds(&out), vec![(EventKind::Removed, State::Dead)]);
+    assert_eq!(
+        health(&out),
+        vec![("db/a".into(), None), ("db".into(), None)]
+    );
+    assert!(r.is_empty());
+    assert_eq!(r.next_deadline(), None);
+    assert_eq!(
+        r.ping(j.id, Status::Serving, t0 + ms(13_001)),
+        Err(Fenced::Removed)
+    );
+}
+
+#[test]
+fn late_poll_steps_through_suspect_to_dead() {
+    let t0 = Instant::now();
+    let mut r = core();
+    r.join(req("db", "a"), t0);
+    r.take_outbox();
+    r.poll(t0 + ms(5_000));
+    let out = r.take_outbox();
+    assert_eq!(
+        kinds(&out),
+        vec![
+            (EventKind::Updated, State::Suspect),
+            (EventKind::Dead, State::Dead)
+        ]
+    );
+}
+
+#[test]
+fn pings_keep_alive_and_revive_suspect_without_queue_churn() {
+    let t0 = Instant::now();
+    let mut r = core();
+    let j = r.join(req("db", "a"), t0);
+    r.take_outbox();
+    for i in 1..=100 {
+        r.ping(j.id, Status::Serving, t0 + ms(i * 1_000)).unwrap();
+        r.poll(t0 + ms(i * 1_000));
+    }
+    assert!(r.take_outbox().is_empty(), "steady pings change nothing");
+    // Lazy re-arm: the one entry is re-armed at last_seen + 2 s.
+    assert_eq!(r.next_deadline(), Some(t0 + ms(102_000)));
+
+    r.poll(t0 + ms(102_000));
+    assert_eq!(
+        kinds(&r.take_outbox()),
+        vec![(EventKind::Updated, State::Suspect)]
+    );
+    r.ping(j.id, Status::Serving, t0 + ms(102_500)).unwrap();
+    let out = r.take_outbox();
+    assert_eq!(kinds(&out), vec![(EventKind::Updated, State::Alive)]);
+    assert!(out.health.is_empty());
+}
+
+#[test]
+fn status_changes_drive_instance_and_service_health() {
+    let t0 = Instant::now();
+    let mut r = core();
+    let a = r.join(req("db", "a"), t0);
+    let b = r.join(req("db", "b"), t0);
+    r.take_outbox();
+    r.ping(a.id, Status::NotServing, t0 + ms(10)).unwrap();
+    let out = r.take_outbox();
+    assert_eq!(kinds(&out), vec![(EventKind::Updated, State::Alive)]);
+    assert_eq!(
+        health(&out),
+        vec![("db/a".into(), Some(Status::NotServing))]
+    );
+    r.ping(b.id, Status::NotServing, t0 + ms(20)).unwrap();
+    assert_eq!(
+        health(&r.take_outbox()),
+        vec![
+            ("db/b".into(), Some(Status::NotServing)),
+            ("db".into(), Some(Status::NotServing))
+        ]
+    );
+    r.ping(b.id, Status::Serving, t0 + ms(30)).unwrap();
+    assert_eq!(
+        health(&r.take_outbox()),
+        vec![
+            ("db/b".into(), Some(Status::Serving)),
+            ("db".into(), Some(Status::Serving))
+        ]
+    );
+    assert_eq!(r.get("db/a").unwrap().state, State::Alive);
+}
+
+#[test]
+fn leave_is_left_at_once_then_removed_after_retention() {
+    let t0 = Instant::now();
+    let mut r = core();
+    let j = r.join(req("db", "a"), t0);
+    r.take_outbox();
+    r.leave(j.id, t0 + ms(100)).unwrap();
+    let out = r.take_outbox();
+    assert_eq!(kinds(&out), vec![(EventKind::Left, State::Left)]);
+    assert!(
+        out.ends.is_empty(),
+        "the leaving stream ends itself with OK"
+    );
+    assert_eq!(
+        r.ping(j.id, Status::Serving, t0 + ms(200)),
+        Err(Fenced::Left)
+    );
+    assert_eq!(r.leave(j.id, t0 + ms(200)), Err(Fenced::Left));
+    r.poll(t0 + ms(10_099));
+    assert!(r.take_outbox().events.is_empty(), "no DEAD after LEFT");
+    r.poll(t0 + ms(10_100));
+    assert_eq!(
+        kinds(&r.take_outbox()),
+        vec![(EventKind::Removed, State::Left)]
+    );
+}
+
+#[test]
+fn takeover_fences_the_older_session() {
+    let t0 = Instant::now();
+    let mut r = core();
+    let old = r.join(req("db", "a"), t0);
+    r.take_outbox();
+    let new = r.join(req("db", "a"), t0 + ms(500));
+    assert_eq!(new.superseded, Some(old.id.session));
+    assert!(new.id.session > old.id.session);
+    let out = r.take_outbox();
+    assert_eq!(
+        out.ends,
+        vec![(old.id.session, StreamEnd::Superseded { by: new.id.session })]
+    );
+    assert_eq!(kinds(&out), vec![(EventKind::Joined, State::Alive)]);
+    assert!(
+        out.health.is_empty(),
+        "health stays SERVING across a takeover"
+    );
+    let fenced = Fenced::Superseded { by: new.id.session };
+    assert_eq!(
+        r.ping(old.id, Status::NotServing, t0 + ms(600)),
+        Err(fenced)
+    );
+    assert_eq!(r.leave(old.id, t0 + ms(600)), Err(fenced));
+    assert_eq!(r.get("db/a").unwrap().status, Status::Serving);
+    r.ping(new.id, Status::Serving, t0 + ms(600)).unwrap();
+}
+
+#[test]
+fn rejoin_of_dead_member_is_a_new_session_with_an_earlier_deadline() {
+    let t0 = Instant::now();
+    let mut r = core();
+    let old = r.join(req("db", "a"), t0);
+    r.poll(t0 + ms(3_000));
+    r.take_outbox();
+    assert_eq!(r.next_deadline(), Some(t0 + ms(13_000)));
+    let new = r.join(req("db", "a"), t0 + ms(4_000));
+    assert_eq!(new.superseded, None, "a DEAD session has no stream to end");
+    let out = r.take_outbox();
+    assert!(out.ends.is_empty());
+    assert!(out.wake, "the deadline moved earlier");
+    assert_eq!(r.next_deadline(), Some(t0 + ms(6_000)));
+    assert_eq!(
+        r.ping(old.id, Status::Serving, t0 + ms(4_001)),
+        Err(Fenced::Superseded { by: new.id.session })
+    );
+    r.poll(t0 + ms(13_000));
+    assert_eq!(
+        r.get("db/a").unwrap().state,
+        State::Dead,
+        "new session died on its own deadline"
+    );
+    assert_eq!(r.len(), 1);
+}
+
+#[test]
+fn removed_slot_reuse_does_not_confuse_old_ids() {
+    let t0 = Instant::now();
+    let mut r = core();
+    let a = r.join(req("db", "a"), t0);
+    r.poll(t0 + ms(3_000));
+    r.poll(t0 + ms(13_000));
+    assert!(r.is_empty());
+    let b = r.join(req("db", "b"), t0 + ms(13_001));
+    assert_eq!(a.id.slot, b.id.slot, "slot reused");
+    assert_eq!(
+        r.ping(a.id, Status::Serving, t0 + ms(13_002)),
+        Err(Fenced::Removed)
+    );
+}
+
+#[test]
+fn clamped_values_reach_the_member() {
+    let t0 = Instant::now();
+    let mut r = core();
+    let mut q = req("db", "a");
+    q.interval = Some(ms(10));
+    q.timeout = Some(ms(100_000));
+    let j = r.join(q, t0);
+    assert_eq!((j.interval, j.timeout), (ms(100), ms(2_000)));
+    let v = r.get("db/a").unwrap();
+    assert_eq!((v.interval, v.timeout), (ms(100), ms(2_000)));
+    assert_eq!(r.next_deadline(), Some(t0 + ms(1_050)));
+}
+
+#[test]
+fn history_resume_and_fallback() {
+    let t0 = Instant::now();
+    let mut r = Registry::new(CoreConfig {
+        history: 3,
+        initial_revision: 100,
+        ..CoreConfig::default()
+    });
+    assert_eq!(r.events_since(100).map(|i| i.count()), Some(0));
+    for i in 0..5 {
+        r.join(req("db", &format!("i{i}")), t0);
+    }
+    assert_eq!(r.revision(), 105);
+    let revs = |since| {
+        r.events_since(since)
+            .map(|i| i.map(|e| e.revision).collect::<Vec<_>>())
+    };
+    assert_eq!(revs(105), Some(vec![]));
+    assert_eq!(revs(103), Some(vec![104, 105]));
+    assert_eq!(revs(102), Some(vec![103, 104, 105]));
+    assert_eq!(revs(101), None, "too old");
+    assert_eq!(revs(0), None, "earlier run");
+    assert_eq!(revs(106), None, "from the future");
+}
+
+#[test]
+fn service_filter_and_order_of_members() {
+    let t0 = Instant::now();
+    let mut r = core();
+    for (s, i) in [("b", "2"), ("a-b", "1"), ("a", "z"), ("a", "y"), ("b", "1")] {
+        r.join(req(s, i), t0);
+    }
+    let names: Vec<String> = r.members(None).iter().map(|m| m.name.to_string()).collect();
+    assert_eq!(names, ["a/y", "a/z", "a-b/1", "b/1", "b/2"]);
+    let b: Vec<String> = r
+        .members(Some("b"))
+        .iter()
+        .map(|m| m.instance().to_owned())
+        .collect();
+    assert_eq!(b, ["1", "2"]);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Join(u8),
+    Ping(u8, bool),
+    Leave(u8),
+    Advance(u16),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0u8..6).prop_map(Op::Join),
+        (0u8..6, any::<bool>()).prop_map(|(m, s)| Op::Ping(m, s)),
+        (0u8..6).prop_map(Op::Leave),
+        (0u16..4_000).prop_map(Op::Advance),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Random joins, pings, leaves and time jumps. Invariants: revisions
+    /// strictly increase; no session comes back to life after DEAD or LEFT;
+    /// at most one DEAD per session; the health names published through the
+    /// outbox always equal what the member table implies.
+    #[test]
+    fn invariants_hold(ops in prop::collection::vec(op(), 1..200)) {
+        let t0 = Instant::now();
+        let mut now = t0;
+        let mut r = Registry::new(CoreConfig { retention: ms(5_000), history: 64, ..CoreConfig::default() });
+        let mut ids: HashMap<u8, MemberId> = HashMap::new();
+        let mut published: BTreeMap<String, Status> = BTreeMap::new();
+        let mut last_rev = r.revision();
+        let mut ended: HashMap<u64, EventKind> = HashMap::new();
+        for op in ops {
+            match op {
+                Op::Join(m) => {
+                    let j = r.join(req(["a", "b"][m as usize % 2], &m.to_string()), now);
+                    ids.insert(m, j.id);
+                }
+                Op::Ping(m, serving) => if let Some(&id) = ids.get(&m) {
+                    let status = if serving { Status::Serving } else { Status::NotServing };
+                    let _ = r.ping(id, status, now);
+                },
+                Op::Leave(m) => if let Some(&id) = ids.get(&m) { let _ = r.leave(id, now); },
+                Op::Advance(d) => { now += ms(u64::from(d)); r.poll(now); }
+            }
+            let out = r.take_outbox();
+            for e in &out.events {
+                prop_assert!(e.revision > last_rev, "revisions strictly increase");
+                last_rev = e.revision;
+                let s = e.member.session;
+                match (ended.get(&s), e.kind) {
+                    (None, EventKind::Dead | EventKind::Left) => { ended.insert(s, e.kind); }
+                    (None, _) => {}
+                    (Some(_), EventKind::Removed) => {}
+                    (Some(k), kind) => prop_assert!(false, "session {} had {:?} then {:?}", s, k, kind),
+                }
+                if matches!(e.kind, EventKind::Dead | EventKind::Left) {
+                    prop_assert!(!e.member.state.is_live());
+                }
+            }
+            for (name, h) in out.health {
+                match h {
+                    Some(s) => { published.insert(name.to_string(), s); }
+                    None => { published.remove(&*name); }
+                }
+            }
+            prop_assert_eq!(r.revision(), last_rev);
+            // What the table implies, recomputed from scratch.
+            let mut implied: BTreeMap<String, Status> = BTreeMap::new();
+            for m in r.members(None) {
+                implied.insert(m.name.to_string(), m.health());
+                let svc = implied.entry(m.service().to_owned()).or_insert(Status::NotServing);
+                if m.health() == Status::Serving { *svc = Status::Serving; }
+            }
+            prop_assert_eq!(&published, &implied);
+            for (name, status) in &implied {
+                prop_assert_eq!(r.health(name), Some(*status));
+            }
+            // A live member is never past its deadline after a poll.
+            for m in r.members(None) {
+                if m.state.is_live() { prop_assert!(now < m.last_seen + m.timeout); }
+            }
+        }
+    }
+}

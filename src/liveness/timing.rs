@@ -1,0 +1,210 @@
+//! Timing maths as pure functions (the memberlist `suspicion.go` habit): every
+//! number the liveness rules of SPEC §3 depend on is computed here from plain
+//! inputs, so the table tests below pin the contract without a runtime.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Pings allowed within any window of [`RATE_WINDOW_INTERVALS`] agreed
+/// intervals: `10 + 4 × (10 intervals / interval)` = 50 (SPEC §2 rule 3).
+pub const MAX_PINGS_PER_WINDOW: usize = 10 + 4 * RATE_WINDOW_INTERVALS as usize;
+
+/// Length of the ping-rate window, in agreed intervals.
+pub const RATE_WINDOW_INTERVALS: u32 = 10;
+
+/// Upper bound on any agreed timeout (SPEC §3).
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The server's configured interval bounds and defaults (SPEC §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// Interval given to a Join that asks for none.
+    pub default_interval: Duration,
+    /// Timeout given to a Join that asks for none (before clamping).
+    pub default_timeout: Duration,
+    /// Smallest interval agreed.
+    pub min_interval: Duration,
+    /// Largest interval agreed.
+    pub max_interval: Duration,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Self {
+            default_interval: Duration::from_secs(1),
+            default_timeout: Duration::from_secs(3),
+            min_interval: Duration::from_millis(100),
+            max_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The interval and timeout the server agrees to, from what a Join asked.
+///
+/// Unset or zero takes the default; the interval is clamped to
+/// `[min_interval, max_interval]`, then the timeout to
+/// `[2 × interval, min(20 × interval, 10 min)]`.
+pub fn negotiate(
+    bounds: &Bounds,
+    interval: Option<Duration>,
+    timeout: Option<Duration>,
+) -> (Duration, Duration) {
+    let interval = interval
+        .filter(|d| !d.is_zero())
+        .unwrap_or(bounds.default_interval)
+        .clamp(bounds.min_interval, bounds.max_interval);
+    let (low, high) = timeout_range(interval);
+    let timeout = timeout
+        .filter(|d| !d.is_zero())
+        .unwrap_or(bounds.default_timeout)
+        .clamp(low, high);
+    (interval, timeout)
+}
+
+/// The allowed timeouts for an agreed interval: 2×–20× it, at most 10 min.
+pub fn timeout_range(interval: Duration) -> (Duration, Duration) {
+    let low = interval.saturating_mul(2);
+    let high = interval.saturating_mul(20).min(MAX_TIMEOUT).max(low);
+    (low, high)
+}
+
+/// Silence after which an ALIVE member becomes SUSPECT: `(interval + timeout) / 2`.
+pub fn suspect_after(interval: Duration, timeout: Duration) -> Duration {
+    (interval + timeout) / 2
+}
+
+/// Length of the ping-rate window for an agreed interval.
+pub fn rate_window(interval: Duration) -> Duration {
+    interval.saturating_mul(RATE_WINDOW_INTERVALS)
+}
+
+/// Exact sliding-window limiter for rule 3 of SPEC §2: remembers the times of
+/// the last [`MAX_PINGS_PER_WINDOW`] pings, as milliseconds since the stream
+/// started in a fixed array (no allocation, 200 bytes). A ping is refused
+/// when the oldest remembered one is still inside the window.
+///
+/// Milliseconds in a `u32` wrap after 49 days; a live member pings at least
+/// once per timeout (≤ 10 min), so the oldest remembered ping is never that old.
+#[derive(Debug, Clone)]
+pub struct PingWindow {
+    base: Instant,
+    times: [u32; MAX_PINGS_PER_WINDOW],
+    len: usize,
+    next: usize,
+}
+
+impl PingWindow {
+    /// A window for a stream that started at `base`.
+    pub fn new(base: Instant) -> Self {
+        Self {
+            base,
+            times: [0; MAX_PINGS_PER_WINDOW],
+            len: 0,
+            next: 0,
+        }
+    }
+
+    /// Records a ping at `now` if it is within the limit for `window`;
+    /// returns false (and records nothing) when it is one too many.
+    pub fn admit(&mut self, now: Instant, window: Duration) -> bool {
+        let now_ms = now.saturating_duration_since(self.base).as_millis() as u32;
+        if self.len == MAX_PINGS_PER_WINDOW {
+            let oldest = self.times[self.next];
+            if u128::from(now_ms.wrapping_sub(oldest)) < window.as_millis() {
+                return false;
+            }
+        } else {
+            self.len += 1;
+        }
+        self.times[self.next] = now_ms;
+        self.next = (self.next + 1) % MAX_PINGS_PER_WINDOW;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn negotiate_table() {
+        let b = Bounds::default();
+        // (asked interval, asked timeout) -> (agreed interval, agreed timeout)
+        let table: &[(Option<u64>, Option<u64>, u64, u64)] = &[
+            (None, None, 1_000, 3_000),
+            (Some(0), Some(0), 1_000, 3_000),
+            (Some(500), None, 500, 3_000),
+            (Some(50), None, 100, 2_000), // interval up to min, timeout to 20x
+            (Some(120_000), None, 60_000, 120_000), // interval down to max, timeout up to 2x
+            (Some(1_000), Some(1_000), 1_000, 2_000), // timeout up to 2x
+            (Some(1_000), Some(60_000), 1_000, 20_000), // timeout down to 20x
+            (Some(60_000), Some(3_600_000), 60_000, 600_000), // 10 min cap
+            (None, Some(10_000), 1_000, 10_000),
+            (Some(250), Some(750), 250, 750),
+        ];
+        for &(i, t, wi, wt) in table {
+            let got = negotiate(&b, i.map(ms), t.map(ms));
+            assert_eq!(got, (ms(wi), ms(wt)), "asked interval {i:?} timeout {t:?}");
+        }
+    }
+
+    #[test]
+    fn negotiate_respects_custom_bounds() {
+        let b = Bounds {
+            default_interval: ms(200),
+            default_timeout: ms(900),
+            min_interval: ms(150),
+            max_interval: ms(400),
+        };
+        assert_eq!(negotiate(&b, None, None), (ms(200), ms(900)));
+        assert_eq!(negotiate(&b, Some(ms(10)), None), (ms(150), ms(900)));
+        assert_eq!(negotiate(&b, Some(ms(1_000)), None), (ms(400), ms(900)));
+    }
+
+    #[test]
+    fn suspect_and_window_table() {
+        let table: &[(u64, u64, u64, u64)] = &[
+            // interval, timeout, suspect after, rate window
+            (1_000, 3_000, 2_000, 10_000),
+            (100, 200, 150, 1_000),
+            (60_000, 600_000, 330_000, 600_000),
+        ];
+        for &(i, t, s, w) in table {
+            assert_eq!(suspect_after(ms(i), ms(t)), ms(s));
+            assert_eq!(rate_window(ms(i)), ms(w));
+        }
+        assert_eq!(MAX_PINGS_PER_WINDOW, 50);
+    }
+
+    #[test]
+    fn ping_window_allows_fifty_then_refuses_the_fifty_first() {
+        let t0 = Instant::now();
+        let mut w = PingWindow::new(t0);
+        let window = rate_window(ms(1_000));
+        for i in 0..50 {
+            assert!(w.admit(t0 + ms(i), window), "ping {i}");
+        }
+        assert!(!w.admit(t0 + ms(50), window));
+        // A refused ping is not recorded: once the oldest leaves the window,
+        // one more ping fits.
+        assert!(!w.admit(t0 + ms(9_999), window));
+        assert!(w.admit(t0 + ms(10_000), window));
+        assert!(!w.admit(t0 + ms(10_000), window));
+    }
+
+    #[test]
+    fn ping_window_steady_rate_is_never_refused() {
+        let t0 = Instant::now();
+        let mut w = PingWindow::new(t0);
+        let window = rate_window(ms(100));
+        // Five pings per interval forever: exactly at the limit.
+        for i in 0..10_000u64 {
+            assert!(w.admit(t0 + ms(i * 20), window), "ping {i}");
+        }
+    }
+}
