@@ -15,5 +15,7 @@
 //! - [`validate`]: checks of every network input against SPEC §2.
 //! - [`config`]: server configuration as plain data with `validate()`.
 
+pub mod health;
 pub mod liveness;
 pub mod pb;
+pub mod validate;

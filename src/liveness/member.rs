@@ -35,7 +35,7 @@ impl State {
 }
 
 /// The member's own report (`Ping.status`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Status {
     /// Ready for work (also what an unset status means).
     Serving,

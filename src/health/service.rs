@@ -1,0 +1,100 @@
+//! `grpc.health.v1.Health` served over a [`HealthMap`]: Check, Watch and List
+//! exactly as the health-checking spec and gRFC A90 describe them.
+
+use std::pin::Pin;
+
+use futures_util::Stream;
+use tonic::{Request, Response, Status as GrpcStatus};
+
+use super::map::HealthMap;
+use crate::liveness::{Health, Status};
+use crate::pb::health::v1::{
+    HealthCheckRequest, HealthCheckResponse, HealthListRequest, HealthListResponse,
+    health_check_response::ServingStatus, health_server,
+};
+
+/// Most names List returns before it answers RESOURCE_EXHAUSTED (gRFC A90).
+pub const LIST_LIMIT: usize = 100;
+
+/// The Health service over a status map.
+#[derive(Debug, Clone)]
+pub struct HealthService {
+    map: HealthMap,
+}
+
+impl HealthService {
+    /// Serves `map`.
+    pub fn new(map: HealthMap) -> Self {
+        Self { map }
+    }
+
+    /// The tonic server for this service.
+    pub fn into_server(self) -> health_server::HealthServer<Self> {
+        health_server::HealthServer::new(self)
+    }
+}
+
+fn serving_status(h: Health) -> ServingStatus {
+    match h {
+        Some(Status::Serving) => ServingStatus::Serving,
+        Some(Status::NotServing) => ServingStatus::NotServing,
+        None => ServingStatus::ServiceUnknown,
+    }
+}
+
+fn response(h: Health) -> HealthCheckResponse {
+    HealthCheckResponse {
+        status: serving_status(h) as i32,
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<HealthCheckResponse, GrpcStatus>> + Send>>;
+
+#[tonic::async_trait]
+impl health_server::Health for HealthService {
+    async fn check(
+        &self,
+        request: Request<HealthCheckRequest>,
+    ) -> Result<Response<HealthCheckResponse>, GrpcStatus> {
+        let name = request.into_inner().service;
+        match self.map.get(&name) {
+            Some(status) => Ok(Response::new(response(Some(status)))),
+            None => Err(GrpcStatus::not_found(format!(
+                "unknown health name {name:?}"
+            ))),
+        }
+    }
+
+    async fn list(
+        &self,
+        _request: Request<HealthListRequest>,
+    ) -> Result<Response<HealthListResponse>, GrpcStatus> {
+        match self.map.list(LIST_LIMIT) {
+            Ok(names) => Ok(Response::new(HealthListResponse {
+                statuses: names
+                    .into_iter()
+                    .map(|(name, s)| (name, response(Some(s))))
+                    .collect(),
+            })),
+            Err(count) => Err(GrpcStatus::resource_exhausted(format!(
+                "{count} health names exceed the List limit of {LIST_LIMIT}; use Check or Watch per name"
+            ))),
+        }
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        request: Request<HealthCheckRequest>,
+    ) -> Result<Response<WatchStream>, GrpcStatus> {
+        let watch = self.map.watch(&request.into_inner().service);
+        let stream = futures_util::stream::unfold(watch, |mut w| async move {
+            match w.next().await {
+                Some(h) => Some((Ok(response(h)), w)),
+                None => None,
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
