@@ -15,7 +15,9 @@
 //! - [`validate`]: checks of every network input against SPEC §2.
 //! - [`config`]: server configuration as plain data with `validate()`.
 
+pub mod config;
 pub mod health;
 pub mod liveness;
 pub mod pb;
+pub mod server;
 pub mod validate;

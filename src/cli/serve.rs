@@ -1,0 +1,94 @@
+//! `heartbeat serve`.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use heartbeat::config::ServerConfig;
+use tracing::{error, info};
+
+use super::{LogFormat, duration, logging, signal};
+
+/// Flags of `heartbeat serve` (SPEC §6).
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on for gRPC (Beat, health, reflection).
+    #[arg(long, env = "HEARTBEAT_LISTEN", default_value = "0.0.0.0:50051")]
+    listen: SocketAddr,
+    /// Ping interval for members that ask for none.
+    #[arg(long, env = "HEARTBEAT_DEFAULT_INTERVAL", value_parser = duration, default_value = "1s")]
+    default_interval: Duration,
+    /// Liveness timeout for members that ask for none (clamped to 2x-20x the interval).
+    #[arg(long, env = "HEARTBEAT_DEFAULT_TIMEOUT", value_parser = duration, default_value = "3s")]
+    default_timeout: Duration,
+    /// Smallest interval the server agrees to (at least 100ms).
+    #[arg(long, env = "HEARTBEAT_MIN_INTERVAL", value_parser = duration, default_value = "100ms")]
+    min_interval: Duration,
+    /// Largest interval the server agrees to (at most 60s).
+    #[arg(long, env = "HEARTBEAT_MAX_INTERVAL", value_parser = duration, default_value = "60s")]
+    max_interval: Duration,
+    /// How long DEAD and LEFT members stay listed before removal.
+    #[arg(long, env = "HEARTBEAT_RETENTION", value_parser = duration, default_value = "60s")]
+    retention: Duration,
+    /// How long a new Beat stream may take to send Join.
+    #[arg(long, env = "HEARTBEAT_JOIN_TIMEOUT", value_parser = duration, default_value = "5s")]
+    join_timeout: Duration,
+    /// Shutdown grace: how long connections get to close after Drain.
+    #[arg(long, env = "HEARTBEAT_DRAIN", value_parser = duration, default_value = "1s")]
+    drain: Duration,
+    /// Log format.
+    #[arg(long, env = "HEARTBEAT_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+impl ServeArgs {
+    fn config(&self) -> ServerConfig {
+        ServerConfig {
+            default_interval: self.default_interval,
+            default_timeout: self.default_timeout,
+            min_interval: self.min_interval,
+            max_interval: self.max_interval,
+            retention: self.retention,
+            join_timeout: self.join_timeout,
+            drain: self.drain,
+            ..ServerConfig::default()
+        }
+    }
+}
+
+pub(crate) fn main(args: ServeArgs) -> ExitCode {
+    logging::init(args.log_format);
+    let cfg = args.config();
+    if let Err(e) = cfg.validate() {
+        error!(error = %e, "cannot start");
+        return ExitCode::from(1);
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(error = %e, "cannot start the runtime");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async {
+        let listener = match tokio::net::TcpListener::bind(args.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                error!(addr = %args.listen, error = %e, "cannot listen");
+                return ExitCode::from(1);
+            }
+        };
+        match listener.local_addr() {
+            Ok(addr) => info!(addr = %addr, "listening"),
+            Err(e) => info!(error = %e, "listening (address unknown)"),
+        }
+        match heartbeat::server::run(listener, cfg, signal::shutdown()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                error!(error = %e, "server failed");
+                ExitCode::from(1)
+            }
+        }
+    })
+}

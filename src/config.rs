@@ -1,0 +1,163 @@
+//! Server configuration as plain data with defaults and one `validate()`: the
+//! CLI only fills it in, tests build it directly, and a bad combination is
+//! refused before anything binds a port.
+
+use std::time::Duration;
+
+use crate::liveness::timing::{Bounds, MAX_TIMEOUT, timeout_range};
+
+/// Smallest interval the server may be configured to agree (SPEC §3).
+pub const MIN_INTERVAL_FLOOR: Duration = Duration::from_millis(100);
+/// Largest interval the server may be configured to agree (SPEC §3).
+pub const MAX_INTERVAL_CEILING: Duration = Duration::from_secs(60);
+
+/// Everything `heartbeat serve` can be told.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Interval for a Join that asks for none.
+    pub default_interval: Duration,
+    /// Timeout for a Join that asks for none.
+    pub default_timeout: Duration,
+    /// Smallest interval agreed.
+    pub min_interval: Duration,
+    /// Largest interval agreed.
+    pub max_interval: Duration,
+    /// How long DEAD and LEFT members stay listed.
+    pub retention: Duration,
+    /// How long a new Beat stream may take to send Join.
+    pub join_timeout: Duration,
+    /// Grace period of shutdown: how long connections get to close after
+    /// Drain before they are dropped.
+    pub drain: Duration,
+    /// Member events kept for WatchMembers resumes.
+    pub history: usize,
+    /// Member events a WatchMembers stream may fall behind before it is
+    /// sent a fresh snapshot.
+    pub watch_buffer: usize,
+    /// HTTP/2 streams per connection (a member needs one).
+    pub max_concurrent_streams: u32,
+    /// HTTP/2 PING interval on idle connections, to drop dead peers.
+    pub keepalive_interval: Duration,
+    /// How long an HTTP/2 PING may go unanswered.
+    pub keepalive_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        let bounds = Bounds::default();
+        Self {
+            default_interval: bounds.default_interval,
+            default_timeout: bounds.default_timeout,
+            min_interval: bounds.min_interval,
+            max_interval: bounds.max_interval,
+            retention: Duration::from_secs(60),
+            join_timeout: Duration::from_secs(5),
+            drain: Duration::from_secs(1),
+            history: 8192,
+            watch_buffer: 1024,
+            max_concurrent_streams: 16_384,
+            keepalive_interval: Duration::from_secs(20),
+            keepalive_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A configuration that cannot work, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl ServerConfig {
+    /// The interval bounds for the liveness core.
+    pub fn bounds(&self) -> Bounds {
+        Bounds {
+            default_interval: self.default_interval,
+            default_timeout: self.default_timeout,
+            min_interval: self.min_interval,
+            max_interval: self.max_interval,
+        }
+    }
+
+    /// Checks every rule of SPEC §3 that the values must obey.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fmt = |d: Duration| humantime::format_duration(d).to_string();
+        let err = |m: String| Err(ConfigError(m));
+        if self.min_interval < MIN_INTERVAL_FLOOR {
+            return err(format!(
+                "--min-interval {} is below {}",
+                fmt(self.min_interval),
+                fmt(MIN_INTERVAL_FLOOR)
+            ));
+        }
+        if self.max_interval > MAX_INTERVAL_CEILING {
+            return err(format!(
+                "--max-interval {} is above {}",
+                fmt(self.max_interval),
+                fmt(MAX_INTERVAL_CEILING)
+            ));
+        }
+        if self.min_interval > self.max_interval {
+            return err(format!(
+                "--min-interval {} is above --max-interval {}",
+                fmt(self.min_interval),
+                fmt(self.max_interval)
+            ));
+        }
+        if !(self.min_interval..=self.max_interval).contains(&self.default_interval) {
+            return err(format!(
+                "--default-interval {} is outside [{}, {}]",
+                fmt(self.default_interval),
+                fmt(self.min_interval),
+                fmt(self.max_interval)
+            ));
+        }
+        let (low, high) = timeout_range(self.default_interval);
+        if !(low..=high).contains(&self.default_timeout) {
+            return err(format!(
+                "--default-timeout {} must be 2x-20x --default-interval (and at most {}): [{}, {}]",
+                fmt(self.default_timeout),
+                fmt(MAX_TIMEOUT),
+                fmt(low),
+                fmt(high)
+            ));
+        }
+        for (name, d) in [
+            ("--join-timeout", self.join_timeout),
+            ("--retention", self.retention),
+        ] {
+            if d.is_zero() {
+                return err(format!("{name} must be greater than zero"));
+            }
+        }
+        if self.watch_buffer == 0 || self.max_concurrent_streams == 0 {
+            return err("watch buffer and max concurrent streams must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_are_named() {
+        assert_eq!(ServerConfig::default().validate(), Ok(()));
+        let ms = Duration::from_millis;
+        let cases: &[(fn(&mut ServerConfig), &str)] = &[
+            (|c| c.min_interval = ms(50), "--min-interval"),
+            (|c| c.max_interval = ms(61_000), "--max-interval"),
+            (|c| c.default_interval = ms(70_000), "--default-interval"),
+            (|c| c.default_timeout = ms(1_000), "--default-timeout"),
+            (|c| c.default_timeout = ms(30_000), "--default-timeout"),
+            (|c| c.join_timeout = ms(0), "--join-timeout"),
+            (|c| c.retention = ms(0), "--retention"),
+        ];
+        for (change, flag) in cases {
+            let mut c = ServerConfig::default();
+            change(&mut c);
+            let e = c.validate().unwrap_err();
+            assert!(e.0.contains(flag), "{e} names {flag}");
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! One Beat stream (SPEC §2 "Beat stream rules"), as a state machine that the
+//! response stream itself drives: reading a Ping and answering its Pong
+//! happen in one poll of the response, with no task and no channel per
+//! stream.
+//!
+//! ```text
+//!  AwaitJoin ──Join──► Joined ──Leave──► (end OK)
+//!     │                  │ Ping ─► Pong (seq, rate, fencing checked)
+//!     │                  ├─ registry: DEAD / superseded ─► DEADLINE_EXCEEDED / ABORTED
+//!     │                  ├─ shutdown ─► Drain, then UNAVAILABLE
+//!     │                  └─ client gone / half-close ─► end (member kept until its deadline)
+//!     └─ join timeout / not a Join / invalid ─► DEADLINE_EXCEEDED / INVALID_ARGUMENT
+//! ```
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::Stream;
+use tokio::sync::oneshot;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::WaitForCancellationFutureOwned;
+use tonic::{Status as GrpcStatus, Streaming};
+use tracing::debug;
+
+use super::convert::duration;
+use super::error::BeatError;
+use super::state::Shared;
+use crate::liveness::timing::{MAX_PINGS_PER_WINDOW, PingWindow, rate_window};
+use crate::liveness::{MemberId, StreamEnd};
+use crate::pb::heartbeat::v1::{
+    BeatRequest, BeatResponse, Drain, Pong, Welcome, beat_request, beat_response,
+};
+use crate::validate;
+
+/// The response stream of Beat.
+pub type BeatStream = Pin<Box<dyn Stream<Item = Result<BeatResponse, GrpcStatus>> + Send>>;
+
+/// Starts a Beat session over `inbound`.
+pub(crate) fn beat(shared: Arc<Shared>, inbound: Streaming<BeatRequest>) -> BeatStream {
+    let started = Instant::now();
+    let phase = if shared.drain.is_cancelled() {
+        Phase::Ending(BeatError::Draining.into())
+    } else {
+        Phase::AwaitJoin(Box::pin(tokio::time::sleep_until(
+            started + shared.cfg.join_timeout,
+        )))
+    };
+    let session = Session {
+        drained: Box::pin(shared.drain.clone().cancelled_owned()),
+        shared,
+        inbound,
+        phase,
+    };
+    Box::pin(futures_util::stream::unfold(session, |mut s| async move {
+        let item = s.next().await?;
+        Some((item, s))
+    }))
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    inbound: Streaming<BeatRequest>,
+    phase: Phase,
+    drained: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+enum Phase {
+    AwaitJoin(Pin<Box<Sleep>>),
+    Joined(Box<Joined>),
+    /// Send this status next, then end.
+    Ending(GrpcStatus),
+    Done,
+}
+
+struct Joined {
+    id: MemberId,
+    timeout: Duration,
+    window: Duration,
+    last_seq: Option<u64>,
+    pings: PingWindow,
+    ended: oneshot::Receiver<StreamEnd>,
+}
+
+type Item = Result<BeatResponse, GrpcStatus>;
+
+impl Session {
+    async fn next(&mut self) -> Option<Item> {
+        let Session {
+            shared,
+            inbound,
+            phase,
+            drained,
+        } = self;
+        match phase {
+            Phase::Done => None,
+            Phase::Ending(_) => match std::mem::replace(phase, Phase::Done) {
+                Phase::Ending(status) => Some(Err(status)),
+                _ => None,
+            },
+            Phase::AwaitJoin(deadline) => {
+                let msg = tokio::select! {
+                    biased;
+                    _ = drained => Err(BeatError::Draining.into()),
+                    _ = deadline => Err(BeatError::JoinTimeout(shared.cfg.join_timeout).into()),
+                    msg = inbound.message() => msg,
+                };
+                *phase = Phase::Done;
+                match msg {
+                    Ok(Some(req)) => Some(match first(shared, req) {
+                        Ok((joined, welcome)) => {
+                            *phase = Phase::Joined(joined);
+                            Ok(welcome)
+                        }
+                        Err(e) => Err(e.into()),
+                    }),
+                    Ok(None) => None,
+                    Err(status) => Some(Err(status)),
+                }
+            }
+            Phase::Joined(m) => {
+                let session = m.id.session;
+                let msg = tokio::select! {
+                    biased;
+                    end = &mut m.ended => {
+                        let e = match end {
+                            Ok(end) => BeatError::ended(end, m.timeout),
+                            Err(_) => BeatError::Draining,
+                        };
+                        *phase = Phase::Done;
+                        return Some(Err(e.into()));
+                    }
+                    _ = drained => {
+                        unregister(shared, session);
+                        *phase = Phase::Ending(BeatError::Draining.into());
+                        return Some(Ok(drain_message(shared, session)));
+                    }
+                    msg = inbound.message() => msg,
+                };
+                let result = match msg {
+                    Ok(Some(req)) => on_message(shared, m, req),
+                    // Half-close or a broken stream without Leave: the
+                    // member's deadline decides (rule 7).
+                    Ok(None) => {
+                        debug!(session, "beat stream closed without leave");
+                        Ok(None)
+                    }
+                    Err(status) => {
+                        debug!(session, %status, "beat stream broke");
+                        Err(status)
+                    }
+                };
+                if let Ok(Some(resp)) = result {
+                    return Some(Ok(resp));
+                }
+                unregister(shared, session);
+                *phase = Phase::Done;
+                match result {
+                    Ok(_) => None,
+                    Err(status) => Some(Err(status)),
+                }
+            }
+        }
+    }
+}
+
+fn first(shared: &Shared, req: BeatRequest) -> Result<(Box<Joined>, BeatResponse), BeatError> {
+    let join = match req.kind {
+        Some(beat_request::Kind::Join(join)) => join,
+        Some(beat_request::Kind::Ping(_)) => return Err(BeatError::NotJoin("ping")),
+        Some(beat_request::Kind::Leave(_)) => return Err(BeatError::NotJoin("leave")),
+        None => return Err(BeatError::Empty),
+    };
+    let join = validate::join(join)?;
+    let now = Instant::now();
+    let (tx, ended) = oneshot::channel();
+    let joined = shared.with(|i| {
+        let joined = i.core.join(join, now);
+        i.streams.insert(joined.id.session, tx);
+        joined
+    });
+    let state = Box::new(Joined {
+        id: joined.id,
+        timeout: joined.timeout,
+        window: rate_window(joined.interval),
+        last_seq: None,
+        pings: PingWindow::new(now),
+        ended,
+    });
+    let welcome = BeatResponse {
+        kind: Some(beat_response::Kind::Welcome(Welcome {
+            server_id: shared.server_id.clone(),
+            session: joined.id.session,
+            interval: Some(duration(joined.interval)),
+            timeout: Some(duration(joined.timeout)),
+        })),
+    };
+    Ok((state, welcome))
+}
+
+/// Handles one message after Join; `Ok(None)` ends the stream with OK.
+fn on_message(
+    shared: &Shared,
+    m: &mut Joined,
+    req: BeatRequest,
+) -> Result<Option<BeatResponse>, GrpcStatus> {
+    match req.kind {
+        Some(beat_request::Kind::Ping(ping)) => {
+            let now = Instant::now();
+            if let Some(prev) = m.last_seq.filter(|&prev| ping.seq <= prev) {
+                return Err(BeatError::Seq {
+                    prev,
+                    got: ping.seq,
+                }
+                .into());
+            }
+            let status =
+                validate::member_status("ping.status", ping.status).map_err(BeatError::from)?;
+            if !m.pings.admit(now, m.window) {
+                return Err(BeatError::Flood {
+                    limit: MAX_PINGS_PER_WINDOW,
+                    window: m.window,
+                }
+                .into());
+            }
+            m.last_seq = Some(ping.seq);
+            shared
+                .with(|i| i.core.ping(m.id, status, now))
+                .map_err(BeatError::from)?;
+            Ok(Some(BeatResponse {
+                kind: Some(beat_response::Kind::Pong(Pong {
+                    seq: ping.seq,
+                    server_time: Some(shared.clock.timestamp(now)),
+                    sent_at: ping.sent_at,
+                    interval: None,
+                })),
+            }))
+        }
+        Some(beat_request::Kind::Leave(leave)) => {
+            shared
+                .with(|i| i.core.leave(m.id, Instant::now()))
+                .map_err(BeatError::from)?;
+            debug!(session = m.id.session, reason = %leave.reason, "leave");
+            Ok(None)
+        }
+        Some(beat_request::Kind::Join(_)) => Err(BeatError::SecondJoin.into()),
+        None => Err(BeatError::Empty.into()),
+    }
+}
+
+fn drain_message(shared: &Shared, session: u64) -> BeatResponse {
+    // Spread reconnects over [0, drain) by session, so a fleet does not come
+    // back in one burst.
+    let spread = (session.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as u32; // 0..1024
+    let reconnect_after = shared.cfg.drain * spread / 1024;
+    BeatResponse {
+        kind: Some(beat_response::Kind::Drain(Drain {
+            reason: "server shutting down".into(),
+            reconnect_after: Some(duration(reconnect_after)),
+        })),
+    }
+}
+
+fn unregister(shared: &Shared, session: u64) {
+    shared.with(|i| i.streams.remove(&session));
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // A client that vanished mid-stream: forget its end signal. The
+        // member itself stays until its deadline.
+        if let Phase::Joined(m) = &self.phase {
+            unregister(&self.shared, m.id.session);
+        }
+    }
+}

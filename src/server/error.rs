@@ -1,0 +1,116 @@
+//! Every way a Beat stream can be refused or ended, mapped to its gRPC status
+//! in one place (SPEC §2), each with a message that names the problem.
+
+use std::time::Duration;
+
+use tonic::{Code, Status};
+
+use crate::liveness::{Fenced, StreamEnd};
+use crate::validate::Invalid;
+
+fn human(d: Duration) -> humantime::FormattedDuration {
+    humantime::format_duration(d)
+}
+
+/// Why a Beat stream ends with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum BeatError {
+    /// A field broke a validation rule.
+    #[error("{0}")]
+    Invalid(#[from] Invalid),
+    /// The first message was not a Join.
+    #[error("first message must be join, got {0}")]
+    NotJoin(&'static str),
+    /// A message with no `kind` set.
+    #[error("BeatRequest.kind is not set")]
+    Empty,
+    /// A second Join on one stream.
+    #[error("join was already received on this stream; open a new stream to join again")]
+    SecondJoin,
+    /// Nothing arrived within the join timeout.
+    #[error("no join within the join timeout of {}", human(*.0))]
+    JoinTimeout(Duration),
+    /// `Ping.seq` did not increase.
+    #[error("ping.seq {got} is not greater than the previous seq {prev}")]
+    Seq {
+        /// The previous seq.
+        prev: u64,
+        /// The offending seq.
+        got: u64,
+    },
+    /// Too many pings within the rate window.
+    #[error("ping flood: more than {limit} pings within {} (10 agreed intervals)", human(*.window))]
+    Flood {
+        /// Pings allowed per window.
+        limit: usize,
+        /// The window.
+        window: Duration,
+    },
+    /// The session was fenced off.
+    #[error("{0}")]
+    Fenced(#[from] Fenced),
+    /// The member's deadline passed.
+    #[error("no ping within the timeout of {}: member is DEAD; join again", human(*.0))]
+    Dead(Duration),
+    /// The server is shutting down.
+    #[error("server is shutting down")]
+    Draining,
+}
+
+impl BeatError {
+    /// The error for a registry-initiated end of the stream.
+    pub fn ended(end: StreamEnd, timeout: Duration) -> Self {
+        match end {
+            StreamEnd::Superseded { by } => BeatError::Fenced(Fenced::Superseded { by }),
+            StreamEnd::Dead => BeatError::Dead(timeout),
+        }
+    }
+
+    /// The gRPC code of this error.
+    pub fn code(&self) -> Code {
+        match self {
+            BeatError::Invalid(_)
+            | BeatError::NotJoin(_)
+            | BeatError::Empty
+            | BeatError::SecondJoin
+            | BeatError::Seq { .. } => Code::InvalidArgument,
+            BeatError::JoinTimeout(_) | BeatError::Dead(_) => Code::DeadlineExceeded,
+            BeatError::Flood { .. } => Code::ResourceExhausted,
+            BeatError::Fenced(Fenced::Superseded { .. }) => Code::Aborted,
+            BeatError::Fenced(Fenced::Dead) => Code::DeadlineExceeded,
+            BeatError::Fenced(Fenced::Left | Fenced::Removed) => Code::FailedPrecondition,
+            BeatError::Draining => Code::Unavailable,
+        }
+    }
+}
+
+impl From<BeatError> for Status {
+    fn from(e: BeatError) -> Self {
+        Status::new(e.code(), e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_messages() {
+        let s = Status::from(BeatError::Fenced(Fenced::Superseded { by: 42 }));
+        assert_eq!(
+            (s.code(), s.message()),
+            (Code::Aborted, "superseded by session 42")
+        );
+        let s = Status::from(BeatError::Dead(Duration::from_secs(3)));
+        assert_eq!(s.code(), Code::DeadlineExceeded);
+        assert!(s.message().contains("3s"));
+        let s = Status::from(BeatError::Seq { prev: 5, got: 5 });
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert!(s.message().contains("ping.seq"));
+        let s = Status::from(BeatError::Flood {
+            limit: 50,
+            window: Duration::from_secs(10),
+        });
+        assert_eq!(s.code(), Code::ResourceExhausted);
+    }
+}

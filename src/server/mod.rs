@@ -1,0 +1,133 @@
+//! The heartbeat server: Beat / ListMembers / WatchMembers over the liveness
+//! core, the standard Health service over the names of SPEC §4, reflection
+//! (v1 and v1alpha), the timer driver, and shutdown.
+//!
+//! [`run`] takes a bound listener and any shutdown future (the mini-redis
+//! shape): the library never binds ports or reads argv, and tests run it on
+//! `127.0.0.1:0`.
+
+mod beat;
+mod convert;
+mod driver;
+mod error;
+mod members;
+mod service;
+mod state;
+
+use std::future::Future;
+use std::time::SystemTime;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+use tracing::{info, warn};
+
+pub use beat::BeatStream;
+pub use error::BeatError;
+pub use members::WatchMembersStream;
+
+use crate::config::{ConfigError, ServerConfig};
+use crate::health::{HealthMap, HealthService};
+use crate::liveness::Status;
+use crate::pb;
+
+/// Largest message accepted or sent (SPEC §2).
+pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
+
+/// Health name of the Beat service itself (SPEC §4).
+pub const HEARTBEAT_SERVICE: &str = "heartbeat.v1.Heartbeat";
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The reflection descriptors could not be loaded.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The transport failed.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves on `listener` until `shutdown` completes, then shuts down:
+/// `""` and `heartbeat.v1.Heartbeat` NOT_SERVING first, Drain and
+/// UNAVAILABLE on every Beat stream, every watch ended, and at most
+/// `cfg.drain` for connections to close.
+pub async fn run(
+    listener: TcpListener,
+    cfg: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    cfg.validate()?;
+    let health = HealthMap::new();
+    let shared = state::Shared::new(cfg.clone(), health.clone(), SystemTime::now());
+    health.set("", Some(Status::Serving));
+    health.set(HEARTBEAT_SERVICE, Some(Status::Serving));
+
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .include_reflection_service(false)
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            )
+    };
+    let heartbeat =
+        pb::heartbeat::v1::heartbeat_server::HeartbeatServer::new(service::HeartbeatService {
+            shared: shared.clone(),
+        })
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let health_server = HealthService::new(health.clone())
+        .into_server()
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let stop = CancellationToken::new();
+    let server = tonic::transport::Server::builder()
+        .accept_http1(false)
+        .max_concurrent_streams(cfg.max_concurrent_streams)
+        .http2_keepalive_interval(Some(cfg.keepalive_interval))
+        .http2_keepalive_timeout(Some(cfg.keepalive_timeout))
+        // Rapid-reset defences: bound resets a client can make us process.
+        .http2_max_pending_accept_reset_streams(Some(64))
+        .http2_max_local_error_reset_streams(Some(1024))
+        .http2_max_header_list_size(16 * 1024)
+        .add_service(heartbeat)
+        .add_service(health_server)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
+        .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned());
+    tokio::pin!(server);
+    let driver = tokio::spawn(driver::run(shared.clone()));
+
+    tokio::select! {
+        result = &mut server => {
+            shared.drain.cancel();
+            let _ = driver.await;
+            return result.map_err(Into::into);
+        }
+        _ = shutdown => {}
+    }
+
+    info!("shutting down: health NOT_SERVING, draining streams");
+    health.set("", Some(Status::NotServing));
+    health.set(HEARTBEAT_SERVICE, Some(Status::NotServing));
+    shared.drain.cancel();
+    health.close_watches();
+    stop.cancel();
+    let _ = driver.await;
+    match tokio::time::timeout(cfg.drain, &mut server).await {
+        Ok(result) => result?,
+        Err(_) => warn!(
+            grace = %humantime::format_duration(cfg.drain),
+            "connections still open after the grace period; closing them"
+        ),
+    }
+    info!("shut down");
+    Ok(())
+}
