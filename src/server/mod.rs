@@ -31,8 +31,14 @@ use crate::health::{HealthMap, HealthService};
 use crate::liveness::Status;
 use crate::pb;
 
-/// Largest message accepted or sent (SPEC §2).
+/// Largest message accepted from a client (SPEC §2).
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
+
+/// Largest message sent: a ListMembers of a whole large fleet is one message
+/// (about 150 bytes a member), so responses get far more room than requests.
+/// Clients' own decode limits (4 MiB by default in most gRPC libraries) still
+/// apply; large fleets list per service or use WatchMembers.
+pub const MAX_RESPONSE_SIZE: usize = 64 * 1024 * 1024;
 
 /// Health name of the Beat service itself (SPEC §4).
 pub const HEARTBEAT_SERVICE: &str = "heartbeat.v1.Heartbeat";
@@ -80,11 +86,11 @@ pub async fn run(
             shared: shared.clone(),
         })
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
-        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+        .max_encoding_message_size(MAX_RESPONSE_SIZE);
     let health_server = HealthService::new(health.clone())
         .into_server()
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
-        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+        .max_encoding_message_size(MAX_RESPONSE_SIZE);
 
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let stop = CancellationToken::new();
