@@ -143,15 +143,33 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_bad_values_are_named() {
         assert_eq!(ServerConfig::default().validate(), Ok(()));
-        let ms = Duration::from_millis;
-        let cases: &[(fn(&mut ServerConfig), &str)] = &[
-            (|c| c.min_interval = ms(50), "--min-interval"),
-            (|c| c.max_interval = ms(61_000), "--max-interval"),
-            (|c| c.default_interval = ms(70_000), "--default-interval"),
-            (|c| c.default_timeout = ms(1_000), "--default-timeout"),
-            (|c| c.default_timeout = ms(30_000), "--default-timeout"),
-            (|c| c.join_timeout = ms(0), "--join-timeout"),
-            (|c| c.retention = ms(0), "--retention"),
+        type Change = fn(&mut ServerConfig);
+        let cases: &[(Change, &str)] = &[
+            (
+                |c| c.min_interval = Duration::from_millis(50),
+                "--min-interval",
+            ),
+            (
+                |c| c.max_interval = Duration::from_millis(61_000),
+                "--max-interval",
+            ),
+            (
+                |c| c.default_interval = Duration::from_millis(70_000),
+                "--default-interval",
+            ),
+            (
+                |c| c.default_timeout = Duration::from_millis(1_000),
+                "--default-timeout",
+            ),
+            (
+                |c| c.default_timeout = Duration::from_millis(30_000),
+                "--default-timeout",
+            ),
+            (
+                |c| c.join_timeout = Duration::from_millis(0),
+                "--join-timeout",
+            ),
+            (|c| c.retention = Duration::from_millis(0), "--retention"),
         ];
         for (change, flag) in cases {
             let mut c = ServerConfig::default();

@@ -90,10 +90,8 @@ impl health_server::Health for HealthService {
     ) -> Result<Response<WatchStream>, GrpcStatus> {
         let watch = self.map.watch(&request.into_inner().service);
         let stream = futures_util::stream::unfold(watch, |mut w| async move {
-            match w.next().await {
-                Some(h) => Some((Ok(response(h)), w)),
-                None => None,
-            }
+            let h = w.next().await?;
+            Some((Ok(response(h)), w))
         });
         Ok(Response::new(Box::pin(stream)))
     }

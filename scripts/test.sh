@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every test of heartbeat on a fresh machine, installing what the tests
+# need first (Python packages into a local venv under target/). CI runs this
+# exact script through .ci/run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --locked --all-targets -- -D warnings
+
+step "Rust tests (unit, property, integration over real TCP)"
+cargo build --locked --bins
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --locked --no-fail-fast
+else
+  cargo test --locked --no-fail-fast
+fi
+cargo test --locked --doc
+
+step "interop: real grpcurl and Python grpcio clients"
+venv=target/interop-venv
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
+PATH="$PWD/$venv/bin:$PATH" HEARTBEAT_BIN="$PWD/target/debug/heartbeat" \
+  "$venv/bin/python" -m pytest tests/interop -q -p no:cacheprovider
