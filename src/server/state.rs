@@ -94,25 +94,39 @@ impl Shared {
         })
     }
 
-    /// Runs `f` on the registry, then delivers what it changed.
+    /// Runs `f` on the registry, then delivers what it changed. Delivery
+    /// happens under the lock (so every consumer sees revision order); the
+    /// log lines for the changes are written after it is released.
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
-        // Every registry call leaves the table consistent before it could
-        // panic, so a poisoned lock is still safe to use.
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let r = f(&mut inner);
-        let Inner { core, streams } = &mut *inner;
-        let out = core.outbox();
-        if !out.is_empty() {
-            self.deliver(out, streams);
+        let (r, events) = {
+            // Every registry call leaves the table consistent before it could
+            // panic, so a poisoned lock is still safe to use.
+            let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            let r = f(&mut inner);
+            let Inner { core, streams } = &mut *inner;
+            let out = core.outbox();
+            let events = if out.is_empty() {
+                Vec::new()
+            } else {
+                self.deliver(out, streams)
+            };
+            (r, events)
+        };
+        for event in &events {
+            log_event(event);
         }
         r
     }
 
-    fn deliver(&self, out: &mut Outbox, streams: &mut HashMap<u64, oneshot::Sender<StreamEnd>>) {
-        for event in out.events.drain(..) {
-            log_event(&event);
+    /// Delivers the outbox; returns its events for logging.
+    fn deliver(
+        &self,
+        out: &mut Outbox,
+        streams: &mut HashMap<u64, oneshot::Sender<StreamEnd>>,
+    ) -> Vec<Arc<Event>> {
+        for event in &out.events {
             // No receiver is fine: nobody is watching.
-            let _ = self.events.send(event);
+            let _ = self.events.send(event.clone());
         }
         for (name, health) in out.health.drain(..) {
             self.health.set(name, health);
@@ -125,6 +139,7 @@ impl Shared {
         if std::mem::take(&mut out.wake) {
             self.wake.notify_one();
         }
+        std::mem::take(&mut out.events)
     }
 }
 
