@@ -64,18 +64,7 @@ async fn silent_member_goes_suspect_then_dead_and_its_stream_ends() {
     let msg = beat.expect_error(Code::DeadlineExceeded).await;
     assert!(msg.contains("DEAD"), "{msg}");
     let seen = events.until(EventType::Dead, "a").await;
-    let states: Vec<(EventType, i32)> = seen
-        .iter()
-        .map(|e| (kind_of(e), e.member.as_ref().unwrap().state))
-        .collect();
-    assert_eq!(
-        states,
-        vec![
-            (EventType::Joined, MemberState::Alive as i32),
-            (EventType::Updated, MemberState::Suspect as i32),
-            (EventType::Dead, MemberState::Dead as i32),
-        ]
-    );
+    assert_eq!(states(&seen), silent_life());
     assert!(
         seen.iter()
             .all(|e| e.member.as_ref().unwrap().session == w.session)
@@ -99,18 +88,7 @@ async fn broken_stream_keeps_the_member_until_its_deadline() {
     drop(beat); // vanish mid-stream, no Leave
     // Not LEFT, not DEAD at once: SUSPECT first, then DEAD on its deadline.
     let seen = events.until(EventType::Dead, "a").await;
-    let states: Vec<(EventType, i32)> = seen
-        .iter()
-        .map(|e| (kind_of(e), e.member.as_ref().unwrap().state))
-        .collect();
-    assert_eq!(
-        states,
-        vec![
-            (EventType::Joined, MemberState::Alive as i32),
-            (EventType::Updated, MemberState::Suspect as i32),
-            (EventType::Dead, MemberState::Dead as i32),
-        ]
-    );
+    assert_eq!(states(&seen), silent_life());
     server.stop().await;
 }
 

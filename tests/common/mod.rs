@@ -325,6 +325,23 @@ impl Events {
     }
 }
 
+/// (type, member state) of each event, for asserting a whole sequence.
+pub fn states(seen: &[MemberEvent]) -> Vec<(EventType, i32)> {
+    seen.iter()
+        .map(|e| (kind_of(e), e.member.as_ref().map_or(0, |m| m.state)))
+        .collect()
+}
+
+/// JOINED (ALIVE), UPDATED (SUSPECT), DEAD: a silent member's whole life.
+pub fn silent_life() -> Vec<(EventType, i32)> {
+    use heartbeat::pb::heartbeat::v1::MemberState;
+    vec![
+        (EventType::Joined, MemberState::Alive as i32),
+        (EventType::Updated, MemberState::Suspect as i32),
+        (EventType::Dead, MemberState::Dead as i32),
+    ]
+}
+
 pub fn kind_of(e: &MemberEvent) -> EventType {
     EventType::try_from(e.r#type).expect("known event type")
 }
