@@ -12,9 +12,12 @@
 //! - [`health`]: `grpc.health.v1` over a status map: Check, Watch, List.
 //! - [`server`]: Beat / ListMembers / WatchMembers over the core, the timer
 //!   driver, and shutdown.
+//! - [`client`]: the Rust client library: join, ping, server-liveness
+//!   deadline, reconnect with backoff.
 //! - [`validate`]: checks of every network input against SPEC §2.
 //! - [`config`]: server configuration as plain data with `validate()`.
 
+pub mod client;
 pub mod config;
 pub mod health;
 pub mod liveness;

@@ -1,0 +1,185 @@
+//! Client configuration as plain data with `validate()`: the same rules the
+//! server applies (SPEC §2) are checked before the first connection, so a
+//! typo fails at start instead of in a retry loop.
+
+use std::time::Duration;
+
+use super::backoff::Backoff;
+use crate::liveness::Labels;
+use crate::validate;
+
+/// Everything a member needs to know to join.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Server URLs, tried in turn (`host:port` or `http://host:port`).
+    pub servers: Vec<String>,
+    /// Service name.
+    pub service: String,
+    /// Instance name.
+    pub instance: String,
+    /// Requested ping interval (`None` = the server's default).
+    pub interval: Option<Duration>,
+    /// Requested timeout (`None` = the server's default).
+    pub timeout: Option<Duration>,
+    /// Labels.
+    pub labels: Labels,
+    /// Consecutive failed attempts before the client reports OFFLINE.
+    pub max_retries: u32,
+    /// Reconnect backoff.
+    pub backoff: Backoff,
+    /// How long `leave()` waits for the server's OK.
+    pub leave_timeout: Duration,
+}
+
+/// Timeout assumed before any Welcome told the agreed one (the server default).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Interval assumed before any Welcome told the agreed one (the server default).
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A configuration that cannot work, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid client configuration: {0}")]
+pub struct ClientConfigError(pub String);
+
+impl ClientConfig {
+    /// A member `service`/`instance` of the servers at `servers`.
+    pub fn new(
+        servers: impl IntoIterator<Item = impl Into<String>>,
+        service: impl Into<String>,
+        instance: impl Into<String>,
+    ) -> Self {
+        Self {
+            servers: servers.into_iter().map(Into::into).collect(),
+            service: service.into(),
+            instance: instance.into(),
+            interval: None,
+            timeout: None,
+            labels: Labels::new(),
+            max_retries: 3,
+            backoff: Backoff::default(),
+            leave_timeout: Duration::from_secs(1),
+        }
+    }
+
+    /// Requests a ping interval.
+    pub fn interval(mut self, d: Duration) -> Self {
+        self.interval = Some(d);
+        self
+    }
+
+    /// Requests a timeout.
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = Some(d);
+        self
+    }
+
+    /// Adds a label.
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets the retries before OFFLINE.
+    pub fn max_retries(mut self, n: u32) -> Self {
+        self.max_retries = n;
+        self
+    }
+
+    /// Sets the reconnect backoff.
+    pub fn backoff(mut self, b: Backoff) -> Self {
+        self.backoff = b;
+        self
+    }
+
+    /// Checks every value; normalises server URLs to `http://host:port`.
+    pub fn validate(&mut self) -> Result<(), ClientConfigError> {
+        let err = |m: String| ClientConfigError(m);
+        if self.servers.is_empty() {
+            return Err(err("at least one server is needed".into()));
+        }
+        for server in &mut self.servers {
+            *server = server_url(server).map_err(err)?;
+        }
+        validate::service("service", &self.service).map_err(|e| err(e.to_string()))?;
+        validate::instance("instance", &self.instance).map_err(|e| err(e.to_string()))?;
+        let labels = self.labels.clone().into_iter().collect();
+        validate::labels("labels", labels).map_err(|e| err(e.to_string()))?;
+        if self.max_retries == 0 {
+            return Err(err("max_retries must be at least 1".into()));
+        }
+        self.backoff.validate().map_err(|e| err(e.to_string()))?;
+        Ok(())
+    }
+}
+
+/// `host:port`, `http://host:port` → `http://host:port`; anything else is
+/// refused with the reason.
+pub fn server_url(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let url = if s.contains("://") {
+        s.to_owned()
+    } else {
+        format!("http://{s}")
+    };
+    if url.starts_with("https://") {
+        return Err(format!(
+            "server {s:?}: https is not supported by this build yet; use http://"
+        ));
+    }
+    if !url.starts_with("http://") {
+        return Err(format!("server {s:?}: use host:port or http://host:port"));
+    }
+    let uri: tonic::codegen::http::Uri = url.parse().map_err(|e| format!("server {s:?}: {e}"))?;
+    match (uri.host(), uri.port_u16(), uri.path()) {
+        (Some(_), Some(_), "/" | "") => Ok(url.trim_end_matches('/').to_owned()),
+        (_, None, _) => Err(format!("server {s:?}: a port is needed (host:port)")),
+        _ => Err(format!("server {s:?}: use host:port or http://host:port")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_urls() {
+        assert_eq!(
+            server_url("127.0.0.1:50051").unwrap(),
+            "http://127.0.0.1:50051"
+        );
+        assert_eq!(
+            server_url("http://localhost:1/").unwrap(),
+            "http://localhost:1"
+        );
+        assert_eq!(server_url("[::1]:50051").unwrap(), "http://[::1]:50051");
+        assert!(server_url("localhost").unwrap_err().contains("port"));
+        assert!(server_url("ftp://x:1").is_err());
+        assert!(server_url("https://x:1").unwrap_err().contains("https"));
+        assert!(server_url("http://x:1/path").is_err());
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let mut ok = ClientConfig::new(["127.0.0.1:1"], "web", "a").label("zone", "z1");
+        assert!(ok.validate().is_ok());
+        assert_eq!(ok.servers, ["http://127.0.0.1:1"]);
+        let e = ClientConfig::new(["127.0.0.1:1"], "bad name", "a")
+            .validate()
+            .unwrap_err();
+        assert!(e.0.contains("service"), "{e}");
+        let e = ClientConfig::new(Vec::<String>::new(), "web", "a")
+            .validate()
+            .unwrap_err();
+        assert!(e.0.contains("server"), "{e}");
+        let e = ClientConfig::new(["x:1"], "web", "a")
+            .max_retries(0)
+            .validate()
+            .unwrap_err();
+        assert!(e.0.contains("max_retries"), "{e}");
+        let e = ClientConfig::new(["x:1"], "web", "a")
+            .label("bad key", "")
+            .validate()
+            .unwrap_err();
+        assert!(e.0.contains("labels"), "{e}");
+    }
+}

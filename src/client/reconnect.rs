@@ -1,0 +1,113 @@
+//! The reconnect state machine: which server next, how long to wait, and
+//! which state to report.
+//!
+//! ```text
+//!              Welcome                      no pong for timeout / stream broke
+//! CONNECTING ──────────► ONLINE ──────────────────────────────► RECONNECTING
+//!     │  ▲                ▲  │ Drain: wait reconnect_after,          │
+//!     │  │ attempt failed │  │ next server                           │ attempt failed
+//!     │  └─(< max_retries)│  └──────────► RECONNECTING               │ (max_retries in a row)
+//!     │                   │ Welcome                                  ▼
+//!     └─(max_retries)──► OFFLINE ◄───────────────────────────────────┘
+//!                         (keeps retrying with backoff)
+//! ONLINE ──ABORTED (superseded)──► SUPERSEDED (stops; never fights the newer session)
+//! any ──leave()──► LEFT
+//! ```
+//!
+//! The first reconnect after a lost server waits a random part of one
+//! interval (so a fleet that lost a restarting server spreads out), tries the
+//! same server, and rotates to the next one on every failed attempt. Each
+//! failed attempt waits the jittered exponential backoff.
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tracing::debug;
+
+use super::LeaveError;
+use super::backoff::first_reconnect_delay;
+use super::config::ClientConfig;
+use super::session::{self, Command, Ctx, End};
+use super::state::{ClientState, ClientStatus};
+use crate::liveness::Status;
+
+pub(crate) async fn run(
+    cfg: ClientConfig,
+    status: watch::Sender<ClientStatus>,
+    mut member_status: watch::Receiver<Status>,
+    mut commands: mpsc::Receiver<Command>,
+) {
+    let mut next = 0usize;
+    let mut ctx = Ctx {
+        cfg: &cfg,
+        status: &status,
+        member_status: &mut member_status,
+        commands: &mut commands,
+    };
+    loop {
+        let url = &cfg.servers[next % cfg.servers.len()];
+        let end = session::run(&mut ctx, url).await;
+        debug!(server = %url, ?end, "session ended");
+        let wait = match end {
+            End::Left => {
+                status.send_modify(|s| s.state = ClientState::Left);
+                return;
+            }
+            End::Superseded(by) => {
+                status.send_modify(|s| {
+                    s.state = ClientState::Superseded;
+                    s.superseded_by = Some(by);
+                    s.last_error = Some(format!("superseded by session {by}"));
+                });
+                return;
+            }
+            End::Drained(after) => {
+                next += 1;
+                status.send_modify(|s| {
+                    s.state = ClientState::Reconnecting;
+                    s.last_error = Some(format!("drained by {url}"));
+                });
+                after
+            }
+            End::Lost(why) => {
+                let interval = status.borrow().interval;
+                status.send_modify(|s| {
+                    s.state = ClientState::Reconnecting;
+                    s.last_error = Some(why);
+                });
+                first_reconnect_delay(interval, rand::random())
+            }
+            End::Failed(why) => {
+                next += 1;
+                let mut failures = 0;
+                status.send_modify(|s| {
+                    s.failures += 1;
+                    failures = s.failures;
+                    if s.failures >= cfg.max_retries {
+                        s.state = ClientState::Offline;
+                    }
+                    s.last_error = Some(why);
+                });
+                cfg.backoff.delay(failures, rand::random())
+            }
+        };
+        if !pause(&mut ctx, wait).await {
+            status.send_modify(|s| s.state = ClientState::Left);
+            return;
+        }
+    }
+}
+
+/// Waits `d` between attempts; false when the handle asked to stop meanwhile
+/// (a Leave while not connected has nothing to send).
+async fn pause(ctx: &mut Ctx<'_>, d: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => true,
+        cmd = ctx.commands.recv() => {
+            if let Some(Command::Leave(reply)) = cmd {
+                let _ = reply.send(Err(LeaveError::NotConnected));
+            }
+            false
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! One connection attempt and, once welcomed, one session: connect, Join,
+//! then ping every interval while watching the server's own deadline.
+//!
+//! The server-liveness deadline is ours: no Pong (or any server message) for
+//! the agreed timeout aborts the stream and drops the connection, without
+//! waiting for TCP or HTTP/2 to notice (a half-open connection never does).
+//! Each attempt dials a fresh connection for the same reason.
+//!
+//! Pings go through a request channel of capacity one: a slow server that
+//! stops reading makes us skip pings (the deadline then decides), never
+//! queue them.
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Code;
+use tonic::transport::{Channel, Endpoint};
+use tracing::debug;
+
+use super::LeaveError;
+use super::config::ClientConfig;
+use super::state::{ClientState, ClientStatus};
+use crate::liveness::Status;
+use crate::pb::heartbeat::v1::{
+    BeatRequest, BeatResponse, Join, Leave, MemberStatus, Ping, beat_request, beat_response,
+    heartbeat_client::HeartbeatClient,
+};
+
+/// A request from the handle to the running client.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Send Leave and report how it went.
+    Leave(oneshot::Sender<Result<(), LeaveError>>),
+}
+
+/// How a session (or attempt) ended.
+#[derive(Debug)]
+pub(crate) enum End {
+    /// No Welcome: the attempt failed.
+    Failed(String),
+    /// Welcomed, then lost: deadline, broken stream, or the server ended it.
+    Lost(String),
+    /// The server drained us.
+    Drained(Duration),
+    /// A newer session took over.
+    Superseded(u64),
+    /// We left (or the handle asked us to stop).
+    Left,
+}
+
+/// What a session shares with the reconnect loop.
+pub(crate) struct Ctx<'a> {
+    pub cfg: &'a ClientConfig,
+    pub status: &'a watch::Sender<ClientStatus>,
+    pub member_status: &'a mut watch::Receiver<Status>,
+    pub commands: &'a mut mpsc::Receiver<Command>,
+}
+
+fn to_pb(d: Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
+}
+
+fn from_pb(d: Option<prost_types::Duration>) -> Option<Duration> {
+    let d = d?;
+    (d.seconds >= 0 && d.nanos >= 0).then(|| Duration::new(d.seconds as u64, d.nanos as u32))
+}
+
+fn member_status(s: Status) -> i32 {
+    match s {
+        Status::Serving => MemberStatus::Serving as i32,
+        Status::NotServing => MemberStatus::NotServing as i32,
+    }
+}
+
+async fn connect(url: &str, wait: Duration) -> Result<Channel, String> {
+    let endpoint = Endpoint::from_shared(url.to_owned())
+        .map_err(|e| e.to_string())?
+        .connect_timeout(wait)
+        .tcp_nodelay(true);
+    match tokio::time::timeout(wait, endpoint.connect()).await {
+        Ok(Ok(channel)) => Ok(channel),
+        Ok(Err(e)) => Err(format!("connect {url}: {e}")),
+        Err(_) => Err(format!("connect {url}: no connection within {wait:?}")),
+    }
+}
+
+/// Runs one attempt against `url` and, if welcomed, the whole session.
+pub(crate) async fn run(ctx: &mut Ctx<'_>, url: &str) -> End {
+    let wait = ctx.status.borrow().timeout;
+    let deadline = Instant::now() + wait;
+    let channel = match connect(url, wait).await {
+        Ok(c) => c,
+        Err(e) => return End::Failed(e),
+    };
+    let (tx, rx) = mpsc::channel::<BeatRequest>(1);
+    let join = Join {
+        service: ctx.cfg.service.clone(),
+        instance: ctx.cfg.instance.clone(),
+        interval: ctx.cfg.interval.map(to_pb),
+        timeout: ctx.cfg.timeout.map(to_pb),
+        labels: ctx.cfg.labels.clone().into_iter().collect(),
+    };
+    let _ = tx.try_send(BeatRequest {
+        kind: Some(beat_request::Kind::Join(join)),
+    });
+    let mut client = HeartbeatClient::new(channel);
+    let call = tokio::time::timeout_at(deadline, client.beat(ReceiverStream::new(rx)));
+    let mut responses = match call.await {
+        Ok(Ok(r)) => r.into_inner(),
+        Ok(Err(s)) => return End::Failed(format!("Beat refused: {}", s.message())),
+        Err(_) => return End::Failed(format!("no answer to Beat within {wait:?}")),
+    };
+    let welcome = match tokio::time::timeout_at(deadline, responses.message()).await {
+        Ok(Ok(Some(BeatResponse {
+            kind: Some(beat_response::Kind::Welcome(w)),
+        }))) => w,
+        Ok(Ok(other)) => return End::Failed(format!("expected Welcome, got {other:?}")),
+        Ok(Err(s)) => return End::Failed(format!("join refused: {:?}: {}", s.code(), s.message())),
+        Err(_) => return End::Failed(format!("no Welcome within {wait:?}")),
+    };
+    let interval = from_pb(welcome.interval).unwrap_or(ctx.status.borrow().interval);
+    let timeout = from_pb(welcome.timeout).unwrap_or(wait);
+    ctx.status.send_modify(|s| {
+        s.state = ClientState::Online;
+        s.session = Some(welcome.session);
+        s.server = Some(url.to_owned());
+        s.failures = 0;
+        s.interval = interval;
+        s.timeout = timeout;
+    });
+    Pinger {
+        tx,
+        seq: 0,
+        last_sent: None,
+    }
+    .run(ctx, &mut responses, interval, timeout)
+    .await
+}
+
+struct Pinger {
+    tx: mpsc::Sender<BeatRequest>,
+    seq: u64,
+    last_sent: Option<(u64, Instant)>,
+}
+
+impl Pinger {
+    fn ping(&mut self, status: Status) {
+        self.seq += 1;
+        let ping = Ping {
+            seq: self.seq,
+            status: member_status(status),
+            sent_at: Some(std::time::SystemTime::now().into()),
+        };
+        let req = BeatRequest {
+            kind: Some(beat_request::Kind::Ping(ping)),
+        };
+        match self.tx.try_send(req) {
+            Ok(()) => self.last_sent = Some((self.seq, Instant::now())),
+            // The server is not reading: skip, the deadline decides.
+            Err(_) => debug!(seq = self.seq, "ping skipped: previous one not yet taken"),
+        }
+    }
+
+    async fn run(
+        mut self,
+        ctx: &mut Ctx<'_>,
+        responses: &mut tonic::Streaming<BeatResponse>,
+        interval: Duration,
+        timeout: Duration,
+    ) -> End {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let server_deadline = tokio::time::sleep(timeout);
+        tokio::pin!(server_deadline);
+        loop {
+            tokio::select! {
+                biased;
+                cmd = ctx.commands.recv() => {
+                    let Some(Command::Leave(reply)) = cmd else { return End::Left };
+                    let result = self.leave(responses, ctx.cfg.leave_timeout).await;
+                    let _ = reply.send(result);
+                    return End::Left;
+                }
+                msg = responses.message() => {
+                    let now = Instant::now();
+                    server_deadline.as_mut().reset(now + timeout);
+                    match msg {
+                        Ok(Some(BeatResponse { kind: Some(beat_response::Kind::Pong(pong)) })) => {
+                            let rtt = match self.last_sent {
+                                Some((seq, at)) if seq == pong.seq => Some(now - at),
+                                _ => None,
+                            };
+                            let changed = from_pb(pong.interval)
+                                .filter(|d| !d.is_zero() && *d != ticker.period());
+                            if let Some(new) = changed {
+                                debug!(interval = ?new, "server changed the interval");
+                                ticker = tokio::time::interval_at(now + new, new);
+                                ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                                ctx.status.send_modify(|s| s.interval = new);
+                            }
+                            if rtt.is_some() {
+                                ctx.status.send_modify(|s| s.rtt = rtt);
+                            }
+                        }
+                        Ok(Some(BeatResponse { kind: Some(beat_response::Kind::Drain(d)) })) => {
+                            return End::Drained(from_pb(d.reconnect_after).unwrap_or_default());
+                        }
+                        Ok(Some(other)) => return End::Lost(format!("unexpected message {other:?}")),
+                        Ok(None) => return End::Lost("server ended the stream".into()),
+                        Err(s) if s.code() == Code::Aborted => {
+                            let by = s.message().rsplit(' ').next().and_then(|n| n.parse().ok());
+                            return End::Superseded(by.unwrap_or(0));
+                        }
+                        Err(s) => return End::Lost(format!("{:?}: {}", s.code(), s.message())),
+                    }
+                }
+                _ = &mut server_deadline => {
+                    return End::Lost(format!("no answer from the server within {timeout:?}"));
+                }
+                changed = ctx.member_status.changed() => {
+                    // The handle is gone: stop (its Drop aborts us anyway).
+                    if changed.is_err() {
+                        return End::Left;
+                    }
+                    let status = *ctx.member_status.borrow_and_update();
+                    self.ping(status);
+                }
+                _ = ticker.tick() => {
+                    let status = *ctx.member_status.borrow_and_update();
+                    self.ping(status);
+                }
+            }
+        }
+    }
+
+    async fn leave(
+        &mut self,
+        responses: &mut tonic::Streaming<BeatResponse>,
+        bound: Duration,
+    ) -> Result<(), LeaveError> {
+        let req = BeatRequest {
+            kind: Some(beat_request::Kind::Leave(Leave {
+                reason: "leaving".into(),
+            })),
+        };
+        let done = async {
+            self.tx
+                .send(req)
+                .await
+                .map_err(|_| LeaveError::NotConnected)?;
+            loop {
+                match responses.message().await {
+                    Ok(Some(_)) => continue, // pongs still in flight
+                    Ok(None) => return Ok(()),
+                    Err(s) => return Err(LeaveError::Refused(s.code(), s.message().to_owned())),
+                }
+            }
+        };
+        tokio::time::timeout(bound, done)
+            .await
+            .unwrap_or(Err(LeaveError::Timeout(bound)))
+    }
+}
