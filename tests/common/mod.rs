@@ -2,6 +2,8 @@
 //! joins, a Beat member driven message by message, and bounded waits.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -44,7 +46,13 @@ impl TestServer {
     }
 
     pub async fn with(cfg: ServerConfig) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::on("127.0.0.1:0".parse().unwrap(), cfg).await
+    }
+
+    /// A server on `addr` (e.g. the address of a server that was stopped:
+    /// a restart on the same port).
+    pub async fn on(addr: SocketAddr, cfg: ServerConfig) -> Self {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
         let handle = tokio::spawn(heartbeat::server::run(listener, cfg, async {
