@@ -14,13 +14,18 @@
 //!   driver, and shutdown.
 //! - [`client`]: the Rust client library: join, ping, server-liveness
 //!   deadline, reconnect with backoff.
+//! - [`agent`]: `heartbeat beat`, a member for any process (sidecar), with
+//!   local checks and its own health endpoint.
+//! - [`probe`]: one `grpc_health_probe`-style health check.
 //! - [`validate`]: checks of every network input against SPEC §2.
 //! - [`config`]: server configuration as plain data with `validate()`.
 
+pub mod agent;
 pub mod client;
 pub mod config;
 pub mod health;
 pub mod liveness;
 pub mod pb;
+pub mod probe;
 pub mod server;
 pub mod validate;

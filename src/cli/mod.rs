@@ -2,10 +2,16 @@
 //! take humantime values (`250ms`, `1s`, `2m`). The commands only fill in
 //! library configuration and call it.
 
+mod beat;
+mod check;
 mod logging;
+mod members;
+mod render;
 mod serve;
 mod signal;
+mod watch;
 
+use std::future::Future;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -23,6 +29,14 @@ pub struct Cli {
 enum Command {
     /// Run the heartbeat server.
     Serve(serve::ServeArgs),
+    /// Be a member (a sidecar agent for a process in any language).
+    Beat(beat::BeatArgs),
+    /// Check a health name, like grpc_health_probe (exit 0/1/2/3/4).
+    Check(check::CheckArgs),
+    /// List the members.
+    Members(members::MembersArgs),
+    /// Follow member events, one line each, until interrupted.
+    Watch(watch::WatchArgs),
 }
 
 /// Log line format.
@@ -38,9 +52,40 @@ pub(crate) fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 250ms, 1s, 2m)"))
 }
 
+/// Runs `f` on a new multi-threaded runtime.
+pub(crate) fn runtime<T>(f: impl Future<Output = T>) -> T {
+    match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Parses the command line. Argument errors of `check` exit 1, as
+/// grpc_health_probe's do; elsewhere clap's usual 2.
+pub fn parse() -> Cli {
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let is_check = std::env::args().nth(1).as_deref() == Some("check");
+            if is_check && e.use_stderr() {
+                let _ = e.print();
+                std::process::exit(1);
+            }
+            e.exit()
+        }
+    }
+}
+
 /// Runs the parsed command line; returns the process exit code.
 pub fn main(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve::main(args),
+        Command::Beat(args) => beat::main(args),
+        Command::Check(args) => check::main(args),
+        Command::Members(args) => members::main(args),
+        Command::Watch(args) => watch::main(args),
     }
 }

@@ -64,14 +64,7 @@ pub(crate) fn main(args: ServeArgs) -> ExitCode {
         error!(error = %e, "cannot start");
         return ExitCode::from(1);
     }
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            error!(error = %e, "cannot start the runtime");
-            return ExitCode::from(1);
-        }
-    };
-    runtime.block_on(async {
+    super::runtime(async {
         let listener = match tokio::net::TcpListener::bind(args.listen).await {
             Ok(l) => l,
             Err(e) => {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::backoff::Backoff;
-use crate::liveness::Labels;
+use crate::liveness::{Labels, Status};
 use crate::validate;
 
 /// Everything a member needs to know to join.
@@ -29,6 +29,8 @@ pub struct ClientConfig {
     pub backoff: Backoff,
     /// How long `leave()` waits for the server's OK.
     pub leave_timeout: Duration,
+    /// Status reported by the first ping (later: `Client::set_status`).
+    pub initial_status: Status,
 }
 
 /// Timeout assumed before any Welcome told the agreed one (the server default).
@@ -58,6 +60,7 @@ impl ClientConfig {
             max_retries: 3,
             backoff: Backoff::default(),
             leave_timeout: Duration::from_secs(1),
+            initial_status: Status::Serving,
         }
     }
 

@@ -82,7 +82,7 @@ impl Client {
             superseded_by: None,
             last_error: None,
         });
-        let (member_status, member_rx) = watch::channel(Status::Serving);
+        let (member_status, member_rx) = watch::channel(cfg.initial_status);
         let (commands, commands_rx) = mpsc::channel(1);
         let task = tokio::spawn(reconnect::run(cfg, status_tx, member_rx, commands_rx));
         Ok(Self {
@@ -110,6 +110,12 @@ impl Client {
             *s = status;
             changed
         });
+    }
+
+    /// A sender for the reported status (what [`Client::set_status`] uses),
+    /// for a task that owns the decision, such as a local check.
+    pub fn member_status_sender(&self) -> watch::Sender<Status> {
+        self.member_status.clone()
     }
 
     /// Sends Leave and waits (bounded) for the server's OK; the client stops
