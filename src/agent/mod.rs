@@ -88,12 +88,9 @@ pub async fn run(
     let reporter = tokio::spawn(report(client.subscribe(), health.clone()));
     let checker = cfg.check.clone().map(|check| {
         let status = client.member_status_sender();
-        tokio::spawn(run_check(
-            check,
-            cfg.check_interval,
-            cfg.check_timeout,
-            status,
-        ))
+        let healthy = *status.borrow() == Status::Serving;
+        let (every, timeout) = (cfg.check_interval, cfg.check_timeout);
+        tokio::spawn(run_check(check, every, timeout, status, healthy))
     });
 
     shutdown.await;
