@@ -4,56 +4,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
+use common::process::Proc;
 use common::*;
 
-fn spawn(args: &[&str], env: &[(&str, &str)]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_heartbeat"))
-        .args(args)
-        .envs(env.iter().copied())
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn heartbeat")
-}
-
-/// Reads JSON log lines until the "listening" one; returns its address.
-fn bound_addr(child: &mut Child) -> (String, BufReader<std::process::ChildStderr>) {
-    let mut lines = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(
-            lines.read_line(&mut line).unwrap() > 0,
-            "server exited before listening"
-        );
-        let v: serde_json::Value = serde_json::from_str(&line).expect("every line is JSON");
-        if v["message"] == "listening" {
-            return (v["addr"].as_str().unwrap().to_owned(), lines);
-        }
-    }
-}
-
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-}
-
 #[tokio::test]
-async fn serve_logs_json_serves_and_exits_zero_on_sigterm() {
+async fn serve_logs_json_serves_and_exits_zero_on_signals() {
     for sig in ["-TERM", "-INT"] {
-        let mut child = spawn(
+        let mut p = Proc::spawn_env(
             &["serve", "--log-format", "json"],
             &[("HEARTBEAT_LISTEN", "127.0.0.1:0")],
         );
-        let (addr, mut rest) = bound_addr(&mut child);
+        let addr = p.logged_addr("listening").await;
         let channel = within(
             "connect",
             tonic::transport::Channel::from_shared(format!("http://{addr}"))
@@ -64,58 +25,55 @@ async fn serve_logs_json_serves_and_exits_zero_on_sigterm() {
         .unwrap();
         let mut health = heartbeat::pb::health::v1::health_client::HealthClient::new(channel);
         assert_eq!(check(&mut health, "").await, Ok(1));
-        signal(&child, sig);
-        let status = within(
-            "the process to exit",
-            tokio::task::spawn_blocking(move || child.wait()),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+        p.signal(sig);
+        // Every line up to the end is JSON (wait_log parses each one).
+        p.wait_log("shutdown", |v| v["message"] == "shut down")
+            .await;
+        let status = p.wait_exit(WAIT).await;
         assert_eq!(status.code(), Some(0), "{sig}");
-        let mut tail = String::new();
-        std::io::Read::read_to_string(&mut rest, &mut tail).unwrap();
-        for line in tail.lines() {
-            serde_json::from_str::<serde_json::Value>(line)
-                .unwrap_or_else(|e| panic!("{line:?} is not JSON: {e}"));
-        }
-        assert!(tail.contains("shut down"), "{tail}");
     }
 }
 
-#[test]
-fn env_vars_set_flags_and_bad_values_name_the_flag() {
-    let out = spawn(
+async fn run(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut p = Proc::spawn_env(args, env);
+    let mut err = String::new();
+    while let Some(line) = p.logs.recv().await {
+        err.push_str(&line);
+        err.push('\n');
+    }
+    (p.wait_exit(WAIT).await.code(), err)
+}
+
+#[tokio::test]
+async fn env_vars_set_flags_and_bad_values_name_the_flag() {
+    let (code, err) = run(
         &["serve", "--listen", "127.0.0.1:0"],
         &[("HEARTBEAT_DEFAULT_TIMEOUT", "1m")],
     )
-    .wait_with_output()
-    .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    .await;
+    assert_eq!(code, Some(1));
     assert!(err.contains("--default-timeout"), "{err}");
 
-    let out = spawn(&["serve", "--retention", "soon"], &[])
-        .wait_with_output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "usage error");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, err) = run(&["serve", "--retention", "soon"], &[]).await;
+    assert_eq!(code, Some(2), "usage error");
     assert!(err.contains("--retention"), "{err}");
 
-    let out = spawn(
+    let (code, err) = run(
         &["serve", "--listen", "127.0.0.1:1", "--min-interval", "10ms"],
         &[],
     )
-    .wait_with_output()
-    .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--min-interval"));
+    .await;
+    assert_eq!(code, Some(1));
+    assert!(err.contains("--min-interval"), "{err}");
 }
 
-#[test]
-fn help_lists_every_serve_flag() {
-    let out = spawn(&["serve", "--help"], &[]).wait_with_output().unwrap();
-    let help = String::from_utf8_lossy(&out.stdout);
+#[tokio::test]
+async fn help_lists_every_serve_flag() {
+    let mut p = Proc::spawn(&["serve", "--help"]);
+    let mut help = String::new();
+    while let Some(line) = p.out.recv().await {
+        help.push_str(&line);
+    }
     for flag in [
         "--listen",
         "--default-interval",

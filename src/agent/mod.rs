@@ -141,7 +141,12 @@ async fn report(
                 ClientState::Superseded => {
                     error!(state = %s.state, superseded_by = s.superseded_by, "another agent took over this identity; stopped")
                 }
-                _ => warn!(state = %s.state, failures = s.failures, error, "client state"),
+                ClientState::Connecting | ClientState::Left => {
+                    info!(state = %s.state, "client state")
+                }
+                ClientState::Reconnecting | ClientState::Offline => {
+                    warn!(state = %s.state, failures = s.failures, error, "client state")
+                }
             }
         }
         if rx.changed().await.is_err() {

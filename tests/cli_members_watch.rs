@@ -1,0 +1,167 @@
+//! `heartbeat members` and `heartbeat watch`: readable tables, JSON lines
+//! that parse, and a member seen joining and dying; watch resumes after the
+//! server restarts.
+
+mod common;
+
+use common::process::Proc;
+use common::*;
+use serde_json::Value;
+
+#[tokio::test]
+async fn members_table_and_json() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let (_a, _) = Beat::join_with(
+        &mut client,
+        heartbeat::pb::heartbeat::v1::Join {
+            service: "web".into(),
+            instance: "a-1".into(),
+            labels: [("zone".to_owned(), "z1".to_owned())].into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let (_b, _) = Beat::join(&mut client, "db", "b-1").await;
+
+    let mut p = Proc::spawn(&["members", "--server", &server.url()]);
+    let header = p.next_out().await;
+    for col in [
+        "SERVICE",
+        "INSTANCE",
+        "STATE",
+        "STATUS",
+        "LAST SEEN",
+        "SESSION",
+        "LABELS",
+    ] {
+        assert!(header.contains(col), "{header}");
+    }
+    let db = p.next_out().await;
+    let web = p.next_out().await;
+    assert!(
+        db.starts_with("db ") && db.contains("b-1") && db.contains("ALIVE"),
+        "{db}"
+    );
+    assert!(
+        web.contains("zone=z1") && web.contains("SERVING") && web.contains("ago"),
+        "{web}"
+    );
+    assert_eq!(p.wait_exit(WAIT).await.code(), Some(0));
+
+    let mut p = Proc::spawn(&[
+        "members",
+        "--server",
+        &server.url(),
+        "--service",
+        "web",
+        "--json",
+    ]);
+    let v: Value = serde_json::from_str(&p.next_out().await).expect("JSON line");
+    assert_eq!(v["service"], "web");
+    assert_eq!(v["instance"], "a-1");
+    assert_eq!(v["state"], "ALIVE");
+    assert_eq!(v["status"], "SERVING");
+    assert_eq!(v["labels"]["zone"], "z1");
+    assert_eq!(v["interval"], "1s");
+    assert!(v["last_seen_ago_ms"].is_u64());
+    assert!(p.out.recv().await.is_none(), "one line per member");
+    assert_eq!(p.wait_exit(WAIT).await.code(), Some(0));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn members_cannot_connect_exits_two() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let p = Proc::spawn(&["members", "--server", &free.to_string()]);
+    assert_eq!(p.wait_exit(WAIT).await.code(), Some(2));
+}
+
+async fn json_line(p: &mut Proc) -> Value {
+    let line = p.next_out().await;
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"))
+}
+
+#[tokio::test]
+async fn watch_json_shows_join_and_death_and_resumes_after_restart() {
+    let server = TestServer::with(fast()).await;
+    let addr = server.addr;
+    let mut w = Proc::spawn(&[
+        "watch",
+        "--server",
+        &server.url(),
+        "--json",
+        "--log-format",
+        "json",
+    ]);
+    let end = json_line(&mut w).await;
+    assert_eq!(end["type"], "SNAPSHOT_END");
+
+    let mut client = server.client().await;
+    let (mut beat, _) = Beat::join(&mut client, "web", "a").await;
+    beat.ping(1).await;
+    let joined = json_line(&mut w).await;
+    assert_eq!(
+        (joined["type"].as_str(), joined["instance"].as_str()),
+        (Some("JOINED"), Some("a"))
+    );
+    assert!(joined["revision"].as_u64().unwrap() > end["revision"].as_u64().unwrap());
+    drop(beat);
+    let suspect = json_line(&mut w).await;
+    assert_eq!(
+        (suspect["type"].as_str(), suspect["state"].as_str()),
+        (Some("UPDATED"), Some("SUSPECT"))
+    );
+    let dead = json_line(&mut w).await;
+    assert_eq!(
+        (dead["type"].as_str(), dead["state"].as_str()),
+        (Some("DEAD"), Some("DEAD"))
+    );
+
+    // Restart: the watcher reconnects and gets a snapshot of the new run.
+    server.stop().await;
+    w.wait_log("watch interrupted", |v| {
+        v["message"] == "watch interrupted; resuming"
+    })
+    .await;
+    let server = TestServer::on(addr, fast()).await;
+    let mut client = server.client().await;
+    let again = json_line(&mut w).await;
+    assert_eq!(
+        again["type"], "SNAPSHOT_END",
+        "an empty snapshot of the new run"
+    );
+    let (_b, _) = Beat::join(&mut client, "web", "b").await;
+    let joined = json_line(&mut w).await;
+    assert_eq!(
+        (joined["type"].as_str(), joined["instance"].as_str()),
+        (Some("JOINED"), Some("b"))
+    );
+
+    w.signal("-INT");
+    assert_eq!(w.wait_exit(WAIT).await.code(), Some(0));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn watch_text_lines() {
+    let server = TestServer::start().await;
+    let mut w = Proc::spawn(&["watch", "--server", &server.url(), "--service", "web"]);
+    assert!(w.next_out().await.ends_with("SNAPSHOT_END"));
+    let mut client = server.client().await;
+    let (_a, welcome) = Beat::join(&mut client, "web", "a").await;
+    let line = w.next_out().await;
+    assert!(
+        line.contains(&format!(
+            "JOINED web/a ALIVE SERVING session={}",
+            welcome.session
+        )),
+        "{line}"
+    );
+    w.signal("-TERM");
+    assert_eq!(w.wait_exit(WAIT).await.code(), Some(0));
+    server.stop().await;
+}

@@ -1,0 +1,127 @@
+//! The `heartbeat` binary as a child process: JSON log lines from stderr (or
+//! output lines from stdout) read on a thread, bounded waits, signals.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::within;
+
+pub struct Proc {
+    child: Option<Child>,
+    /// stderr lines (JSON logs when started with --log-format json).
+    pub logs: mpsc::UnboundedReceiver<String>,
+    /// stdout lines.
+    pub out: mpsc::UnboundedReceiver<String>,
+}
+
+/// Lines of `r`, read on a thread so the test's runtime is never blocked.
+fn lines(r: impl Read + Send + 'static) -> mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+impl Proc {
+    pub fn spawn(args: &[&str]) -> Self {
+        Self::spawn_env(args, &[])
+    }
+
+    pub fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_heartbeat"))
+            .args(args)
+            .envs(env.iter().copied())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn heartbeat");
+        let logs = lines(child.stderr.take().unwrap());
+        let out = lines(child.stdout.take().unwrap());
+        Self {
+            child: Some(child),
+            logs,
+            out,
+        }
+    }
+
+    /// Waits for a JSON log line matching `pred`; returns it.
+    pub async fn wait_log(
+        &mut self,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        loop {
+            let line = within(&format!("a log line for {what}"), self.logs.recv())
+                .await
+                .unwrap_or_else(|| panic!("process exited before logging {what}"));
+            let v: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?} is not JSON: {e}"));
+            if pred(&v) {
+                return v;
+            }
+        }
+    }
+
+    /// The address logged in a line with `message`.
+    pub async fn logged_addr(&mut self, message: &str) -> String {
+        let v = self.wait_log(message, |v| v["message"] == message).await;
+        v["addr"].as_str().expect("addr field").to_owned()
+    }
+
+    /// The next stdout line.
+    pub async fn next_out(&mut self) -> String {
+        within("an output line", self.out.recv())
+            .await
+            .expect("process output open")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    }
+
+    /// Waits for the process to exit (bounded by `bound`), without blocking
+    /// the test's runtime (servers in the test process keep running).
+    pub async fn wait_exit(mut self, bound: Duration) -> ExitStatus {
+        let pid = self.pid().to_string();
+        let mut child = self.child.take().expect("running");
+        let (tx, rx) = oneshot::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        match tokio::time::timeout(bound, rx).await {
+            Ok(Ok(status)) => status.expect("wait for the process"),
+            _ => {
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+                panic!("process still running after {bound:?}");
+            }
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
