@@ -29,3 +29,8 @@ pub mod pb;
 pub mod probe;
 pub mod server;
 pub mod validate;
+
+/// The README's Rust examples, compiled as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
