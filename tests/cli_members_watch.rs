@@ -71,6 +71,28 @@ async fn members_table_and_json() {
 }
 
 #[tokio::test]
+async fn members_json_shows_a_member_dying() {
+    let server = TestServer::with(fast()).await;
+    let mut client = server.client().await;
+    let mut events = Events::open(&mut client, "", 0).await;
+    events.snapshot().await;
+    let (beat, _) = Beat::join(&mut client, "web", "a").await;
+    let mut p = Proc::spawn(&["members", "--server", &server.url(), "--json"]);
+    assert_eq!(json_line(&mut p).await["state"], "ALIVE");
+    drop(beat);
+    events
+        .until(heartbeat::pb::heartbeat::v1::EventType::Dead, "a")
+        .await;
+    let mut p = Proc::spawn(&["members", "--server", &server.url(), "--json"]);
+    let v = json_line(&mut p).await;
+    assert_eq!(
+        (v["state"].as_str(), v["status"].as_str()),
+        (Some("DEAD"), Some("SERVING"))
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn members_cannot_connect_exits_two() {
     let free = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
