@@ -18,6 +18,7 @@
 //!   local checks and its own health endpoint.
 //! - [`probe`]: one `grpc_health_probe`-style health check.
 //! - [`validate`]: checks of every network input against SPEC §2.
+//! - [`metrics`]: Prometheus metrics of server and agent, and `/metrics`.
 //! - [`config`]: server configuration as plain data with `validate()`.
 
 pub mod agent;
@@ -25,6 +26,7 @@ pub mod client;
 pub mod config;
 pub mod health;
 pub mod liveness;
+pub mod metrics;
 pub mod pb;
 pub mod probe;
 pub mod server;

@@ -41,6 +41,9 @@ pub struct BeatArgs {
     /// Failed attempts in a row before reporting OFFLINE.
     #[arg(long, env = "HEARTBEAT_MAX_RETRIES", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     max_retries: u32,
+    /// Serve Prometheus metrics over HTTP at /metrics on this address.
+    #[arg(long, env = "HEARTBEAT_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// Serve grpc.health.v1.Health here: "" = this agent, heartbeat.v1.Heartbeat = membership.
     #[arg(long, env = "HEARTBEAT_HEALTH_LISTEN")]
     health_listen: Option<SocketAddr>,
@@ -92,7 +95,7 @@ impl BeatArgs {
 
 pub(crate) fn main(args: BeatArgs) -> ExitCode {
     logging::init(args.log_format);
-    let cfg = match args.config() {
+    let mut cfg = match args.config() {
         Ok(c) => c,
         Err(e) => {
             error!(error = %e, "cannot start");
@@ -100,6 +103,16 @@ pub(crate) fn main(args: BeatArgs) -> ExitCode {
         }
     };
     super::runtime(async move {
+        let stop_metrics = tokio_util::sync::CancellationToken::new();
+        let _stop_metrics = stop_metrics.clone().drop_guard();
+        if let Some(addr) = args.metrics_listen {
+            let mut registry = heartbeat::metrics::registry();
+            cfg.client.metrics = Some(heartbeat::metrics::ClientMetrics::new(&mut registry));
+            if let Err(e) = super::metrics_endpoint(addr, registry, stop_metrics).await {
+                error!(error = %e, "cannot start");
+                return ExitCode::from(1);
+            }
+        }
         let listener = match args.health_listen {
             Some(addr) => match tokio::net::TcpListener::bind(addr).await {
                 Ok(l) => {

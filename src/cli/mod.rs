@@ -52,6 +52,28 @@ pub(crate) fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 250ms, 1s, 2m)"))
 }
 
+/// Binds `addr` and serves `registry` at `/metrics` until `stop`; logs the
+/// bound address. `Err` carries a message for the log.
+pub(crate) async fn metrics_endpoint(
+    addr: std::net::SocketAddr,
+    registry: prometheus_client::registry::Registry,
+    stop: tokio_util::sync::CancellationToken,
+) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen for metrics on {addr}: {e}"))?;
+    if let Ok(bound) = listener.local_addr() {
+        tracing::info!(addr = %bound, "metrics listening");
+    }
+    let registry = std::sync::Arc::new(registry);
+    tokio::spawn(heartbeat::metrics::serve(
+        listener,
+        registry,
+        stop.cancelled_owned(),
+    ));
+    Ok(())
+}
+
 /// Runs `f` on a new multi-threaded runtime.
 pub(crate) fn runtime<T>(f: impl Future<Output = T>) -> T {
     match tokio::runtime::Runtime::new() {

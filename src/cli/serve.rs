@@ -16,6 +16,9 @@ pub struct ServeArgs {
     /// Address to listen on for gRPC (Beat, health, reflection).
     #[arg(long, env = "HEARTBEAT_LISTEN", default_value = "0.0.0.0:50051")]
     listen: SocketAddr,
+    /// Serve Prometheus metrics over HTTP at /metrics on this address.
+    #[arg(long, env = "HEARTBEAT_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// Ping interval for members that ask for none.
     #[arg(long, env = "HEARTBEAT_DEFAULT_INTERVAL", value_parser = duration, default_value = "1s")]
     default_interval: Duration,
@@ -76,7 +79,18 @@ pub(crate) fn main(args: ServeArgs) -> ExitCode {
             Ok(addr) => info!(addr = %addr, "listening"),
             Err(e) => info!(error = %e, "listening (address unknown)"),
         }
-        match heartbeat::server::run(listener, cfg, signal::shutdown()).await {
+        let mut registry = heartbeat::metrics::registry();
+        let metrics = heartbeat::metrics::ServerMetrics::new(&mut registry);
+        let stop_metrics = tokio_util::sync::CancellationToken::new();
+        let _stop_metrics = stop_metrics.clone().drop_guard();
+        if let Some(addr) = args.metrics_listen
+            && let Err(e) = super::metrics_endpoint(addr, registry, stop_metrics).await
+        {
+            error!(error = %e, "cannot start");
+            return ExitCode::from(1);
+        }
+        let run = heartbeat::server::run_with_metrics(listener, cfg, metrics, signal::shutdown());
+        match run.await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 error!(error = %e, "server failed");

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::backoff::Backoff;
 use crate::liveness::{Labels, Status};
+use crate::metrics::ClientMetrics;
 use crate::validate;
 
 /// Everything a member needs to know to join.
@@ -31,6 +32,8 @@ pub struct ClientConfig {
     pub leave_timeout: Duration,
     /// Status reported by the first ping (later: `Client::set_status`).
     pub initial_status: Status,
+    /// Where to record RTT, pings, reconnects and state, if anywhere.
+    pub metrics: Option<ClientMetrics>,
 }
 
 /// Timeout assumed before any Welcome told the agreed one (the server default).
@@ -61,6 +64,7 @@ impl ClientConfig {
             backoff: Backoff::default(),
             leave_timeout: Duration::from_secs(1),
             initial_status: Status::Serving,
+            metrics: None,
         }
     }
 

@@ -84,6 +84,18 @@ impl Client {
         });
         let (member_status, member_rx) = watch::channel(cfg.initial_status);
         let (commands, commands_rx) = mpsc::channel(1);
+        if let Some(metrics) = cfg.metrics.clone() {
+            let mut rx = status.clone();
+            tokio::spawn(async move {
+                loop {
+                    let state = rx.borrow_and_update().state;
+                    metrics.set_state(state);
+                    if rx.changed().await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
         let task = tokio::spawn(reconnect::run(cfg, status_tx, member_rx, commands_rx));
         Ok(Self {
             status,

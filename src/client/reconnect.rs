@@ -91,6 +91,9 @@ pub(crate) async fn run(
                 cfg.backoff.delay(failures, rand::random())
             }
         };
+        if let Some(m) = &cfg.metrics {
+            m.reconnect();
+        }
         if !pause(&mut ctx, wait).await {
             status.send_modify(|s| s.state = ClientState::Left);
             return;

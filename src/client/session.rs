@@ -23,6 +23,7 @@ use super::LeaveError;
 use super::config::ClientConfig;
 use super::state::{ClientState, ClientStatus};
 use crate::liveness::Status;
+use crate::metrics::ClientMetrics;
 use crate::pb::heartbeat::v1::{
     BeatRequest, BeatResponse, Join, Leave, MemberStatus, Ping, beat_request, beat_response,
     heartbeat_client::HeartbeatClient,
@@ -137,6 +138,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>, url: &str) -> End {
         tx,
         seq: 0,
         last_sent: None,
+        metrics: ctx.cfg.metrics.clone(),
     }
     .run(ctx, &mut responses, interval, timeout)
     .await
@@ -146,6 +148,7 @@ struct Pinger {
     tx: mpsc::Sender<BeatRequest>,
     seq: u64,
     last_sent: Option<(u64, Instant)>,
+    metrics: Option<ClientMetrics>,
 }
 
 impl Pinger {
@@ -160,7 +163,12 @@ impl Pinger {
             kind: Some(beat_request::Kind::Ping(ping)),
         };
         match self.tx.try_send(req) {
-            Ok(()) => self.last_sent = Some((self.seq, Instant::now())),
+            Ok(()) => {
+                self.last_sent = Some((self.seq, Instant::now()));
+                if let Some(m) = &self.metrics {
+                    m.ping();
+                }
+            }
             // The server is not reading: skip, the deadline decides.
             Err(_) => debug!(seq = self.seq, "ping skipped: previous one not yet taken"),
         }
@@ -203,8 +211,11 @@ impl Pinger {
                                 ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
                                 ctx.status.send_modify(|s| s.interval = new);
                             }
-                            if rtt.is_some() {
-                                ctx.status.send_modify(|s| s.rtt = rtt);
+                            if let Some(rtt) = rtt {
+                                if let Some(m) = &self.metrics {
+                                    m.rtt(rtt);
+                                }
+                                ctx.status.send_modify(|s| s.rtt = Some(rtt));
                             }
                         }
                         Ok(Some(BeatResponse { kind: Some(beat_response::Kind::Drain(d)) })) => {

@@ -144,6 +144,67 @@ pub enum EventKind {
     Removed,
 }
 
+/// Why a change happened (for logs; finer than [`EventKind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// First Join of this identity.
+    Join,
+    /// Join of a DEAD or LEFT member.
+    Rejoin,
+    /// Join while an older session was live: it took over.
+    Takeover,
+    /// No ping for (interval + timeout) / 2: SUSPECT.
+    Late,
+    /// A ping while SUSPECT: ALIVE again.
+    Revived,
+    /// The member reported another status.
+    Status,
+    /// No ping for the timeout: DEAD.
+    Timeout,
+    /// The member sent Leave.
+    Leave,
+    /// DEAD or LEFT for the retention period: removed.
+    Retention,
+}
+
+impl Reason {
+    /// Lower-case name for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Join => "join",
+            Reason::Rejoin => "rejoin",
+            Reason::Takeover => "takeover",
+            Reason::Late => "late",
+            Reason::Revived => "revived",
+            Reason::Status => "status",
+            Reason::Timeout => "timeout",
+            Reason::Leave => "leave",
+            Reason::Retention => "retention",
+        }
+    }
+}
+
+/// A member's state moving (`None` = not listed), for gauges by state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// The member's `service/instance` name.
+    pub name: Arc<str>,
+    pub(crate) service_len: usize,
+    /// State before.
+    pub from: Option<State>,
+    /// State after.
+    pub to: Option<State>,
+    /// For a move to DEAD: how long after its deadline it was detected.
+    pub late_by: Option<Duration>,
+}
+
+impl Transition {
+    /// The service name.
+    pub fn service(&self) -> &str {
+        &self.name[..self.service_len]
+    }
+}
+
 /// One change of the member table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
@@ -151,6 +212,8 @@ pub struct Event {
     pub revision: u64,
     /// What happened.
     pub kind: EventKind,
+    /// Why.
+    pub reason: Reason,
     /// The member after the change.
     pub member: MemberView,
 }

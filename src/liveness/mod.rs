@@ -12,8 +12,8 @@ pub mod timing;
 
 pub use deadlines::DeadlineQueue;
 pub use member::{
-    Event, EventKind, Fenced, Health, JoinRequest, Joined, Labels, MemberId, MemberView, State,
-    Status, StreamEnd,
+    Event, EventKind, Fenced, Health, JoinRequest, Joined, Labels, MemberId, MemberView, Reason,
+    State, Status, StreamEnd, Transition,
 };
 pub use registry::{CoreConfig, Outbox, Registry};
 

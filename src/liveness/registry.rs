@@ -24,8 +24,8 @@ use tokio::time::Instant;
 
 use super::deadlines::DeadlineQueue;
 use super::member::{
-    Event, EventKind, Fenced, Health, JoinRequest, Joined, MemberId, MemberView, State, Status,
-    StreamEnd,
+    Event, EventKind, Fenced, Health, JoinRequest, Joined, MemberId, MemberView, Reason, State,
+    Status, StreamEnd, Transition,
 };
 use super::timing::{Bounds, negotiate, suspect_after};
 
@@ -65,6 +65,8 @@ pub struct Outbox {
     pub health: Vec<(Arc<str>, Health)>,
     /// Streams (by session) that must end, and why.
     pub ends: Vec<(u64, StreamEnd)>,
+    /// State moves, for gauges by state and detection lateness.
+    pub transitions: Vec<Transition>,
     /// The earliest deadline moved earlier: a sleeping driver must wake.
     pub wake: bool,
 }
@@ -72,7 +74,11 @@ pub struct Outbox {
 impl Outbox {
     /// True when there is nothing to deliver.
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.health.is_empty() && self.ends.is_empty() && !self.wake
+        self.events.is_empty()
+            && self.health.is_empty()
+            && self.ends.is_empty()
+            && self.transitions.is_empty()
+            && !self.wake
     }
 }
 
@@ -150,10 +156,12 @@ impl Registry {
         let name = format!("{}/{}", req.service, req.instance);
         let labels = Arc::new(req.labels);
         let mut superseded = None;
+        let mut from = None;
         let (slot, before) = match self.index.get(name.as_str()) {
             Some(&slot) => {
                 let entry = self.entry_mut(slot);
                 let before = Some(entry.view.health());
+                from = Some(entry.view.state);
                 if entry.view.state.is_live() {
                     superseded = Some(entry.view.session);
                 }
@@ -192,7 +200,13 @@ impl Registry {
                 .push((old, StreamEnd::Superseded { by: session }));
         }
         self.account(slot, before, Some(Status::Serving));
-        self.emit(EventKind::Joined, slot);
+        let reason = match (from, superseded) {
+            (None, _) => Reason::Join,
+            (Some(_), Some(_)) => Reason::Takeover,
+            (Some(_), None) => Reason::Rejoin,
+        };
+        self.emit(EventKind::Joined, reason, slot);
+        self.moved(slot, from, Some(State::Alive), None);
         self.arm(slot, now + suspect_after(interval, timeout));
         Joined {
             id: MemberId {
@@ -216,10 +230,16 @@ impl Registry {
             return Ok(());
         }
         let before = Some(v.health());
+        let revived = v.state == State::Suspect;
         (v.state, v.status) = (State::Alive, status);
         let after = Some(v.health());
         self.account(id.slot, before, after);
-        self.emit(EventKind::Updated, id.slot);
+        if revived {
+            self.emit(EventKind::Updated, Reason::Revived, id.slot);
+            self.moved(id.slot, Some(State::Suspect), Some(State::Alive), None);
+        } else {
+            self.emit(EventKind::Updated, Reason::Status, id.slot);
+        }
         Ok(())
     }
 
@@ -227,10 +247,12 @@ impl Registry {
     pub fn leave(&mut self, id: MemberId, now: Instant) -> Result<(), Fenced> {
         let entry = self.live_entry_mut(id)?;
         let before = Some(entry.view.health());
+        let from = entry.view.state;
         entry.view.state = State::Left;
         entry.ended_at = Some(now);
         self.account(id.slot, before, Some(Status::NotServing));
-        self.emit(EventKind::Left, id.slot);
+        self.emit(EventKind::Left, Reason::Leave, id.slot);
+        self.moved(id.slot, Some(from), Some(State::Left), None);
         self.arm(id.slot, now + self.cfg.retention);
         Ok(())
     }
@@ -332,23 +354,28 @@ impl Registry {
         match entry.view.state {
             State::Alive => {
                 entry.view.state = State::Suspect;
-                self.emit(EventKind::Updated, slot);
+                self.emit(EventKind::Updated, Reason::Late, slot);
+                self.moved(slot, Some(State::Alive), Some(State::Suspect), None);
                 true
             }
             State::Suspect => {
                 let before = Some(entry.view.health());
+                let deadline = entry.view.last_seen + entry.view.timeout;
                 entry.view.state = State::Dead;
                 entry.ended_at = Some(now);
                 let session = entry.view.session;
                 self.account(slot, before, Some(Status::NotServing));
-                self.emit(EventKind::Dead, slot);
+                self.emit(EventKind::Dead, Reason::Timeout, slot);
+                let late_by = now.saturating_duration_since(deadline);
+                self.moved(slot, Some(State::Suspect), Some(State::Dead), Some(late_by));
                 self.outbox.ends.push((session, StreamEnd::Dead));
                 true
             }
-            State::Dead | State::Left => {
+            state @ (State::Dead | State::Left) => {
                 let before = Some(entry.view.health());
                 self.account(slot, before, None);
-                self.emit(EventKind::Removed, slot);
+                self.emit(EventKind::Removed, Reason::Retention, slot);
+                self.moved(slot, Some(state), None, None);
                 self.release(slot);
                 false
             }
@@ -372,12 +399,30 @@ impl Registry {
         self.outbox.wake |= self.queue.schedule(slot, when);
     }
 
-    fn emit(&mut self, kind: EventKind, slot: u32) {
+    fn moved(
+        &mut self,
+        slot: u32,
+        from: Option<State>,
+        to: Option<State>,
+        late_by: Option<Duration>,
+    ) {
+        let view = &self.slots[slot as usize].as_ref().expect("occupied").view;
+        self.outbox.transitions.push(Transition {
+            name: view.name.clone(),
+            service_len: view.service_len,
+            from,
+            to,
+            late_by,
+        });
+    }
+
+    fn emit(&mut self, kind: EventKind, reason: Reason, slot: u32) {
         self.revision += 1;
         let member = self.entry_mut(slot).view.clone();
         let event = Arc::new(Event {
             revision: self.revision,
             kind,
+            reason,
             member,
         });
         if self.cfg.history > 0 {

@@ -123,6 +123,39 @@ fn alive_suspect_dead_removed_on_schedule() {
 }
 
 #[test]
+fn reasons_and_detection_lateness() {
+    let t0 = Instant::now();
+    let mut r = core();
+    let a = r.join(req("db", "a"), t0);
+    r.join(req("db", "a"), t0 + ms(10));
+    r.poll(t0 + ms(3_010 + 7));
+    r.join(req("db", "a"), t0 + ms(4_000));
+    r.leave(
+        MemberId {
+            session: a.id.session + 2,
+            ..a.id
+        },
+        t0 + ms(4_001),
+    )
+    .unwrap();
+    let out = r.take_outbox();
+    let reasons: Vec<Reason> = out.events.iter().map(|e| e.reason).collect();
+    use Reason::*;
+    assert_eq!(reasons, [Join, Takeover, Late, Timeout, Rejoin, Leave]);
+    let dead = out
+        .transitions
+        .iter()
+        .find(|t| t.to == Some(State::Dead))
+        .unwrap();
+    assert_eq!(
+        dead.late_by,
+        Some(ms(7)),
+        "detected 7 ms after the deadline"
+    );
+    assert_eq!(dead.service(), "db");
+}
+
+#[test]
 fn late_poll_steps_through_suspect_to_dead() {
     let t0 = Instant::now();
     let mut r = core();
@@ -385,6 +418,7 @@ proptest! {
         let mut published: BTreeMap<String, Status> = BTreeMap::new();
         let mut last_rev = r.revision();
         let mut ended: HashMap<u64, EventKind> = HashMap::new();
+        let mut by_state: BTreeMap<(String, String), i64> = BTreeMap::new();
         for op in ops {
             match op {
                 Op::Join(m) => {
@@ -413,6 +447,21 @@ proptest! {
                     prop_assert!(!e.member.state.is_live());
                 }
             }
+            for t in &out.transitions {
+                if let Some(from) = t.from {
+                    *by_state.entry((t.service().to_owned(), format!("{from:?}"))).or_default() -= 1;
+                }
+                if let Some(to) = t.to {
+                    *by_state.entry((t.service().to_owned(), format!("{to:?}"))).or_default() += 1;
+                }
+                prop_assert_eq!(t.late_by.is_some(), t.to == Some(State::Dead));
+            }
+            by_state.retain(|_, n| *n != 0);
+            let mut counted: BTreeMap<(String, String), i64> = BTreeMap::new();
+            for m in r.members(None) {
+                *counted.entry((m.service().to_owned(), format!("{:?}", m.state))).or_default() += 1;
+            }
+            prop_assert_eq!(&by_state, &counted, "transitions add up to the table");
             for (name, h) in out.health {
                 match h {
                     Some(s) => { published.insert(name.to_string(), s); }

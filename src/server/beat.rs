@@ -39,8 +39,9 @@ pub type BeatStream = Pin<Box<dyn Stream<Item = Result<BeatResponse, GrpcStatus>
 /// Starts a Beat session over `inbound`.
 pub(crate) fn beat(shared: Arc<Shared>, inbound: Streaming<BeatRequest>) -> BeatStream {
     let started = Instant::now();
+    shared.metrics.stream_opened();
     let phase = if shared.drain.is_cancelled() {
-        Phase::Ending(BeatError::Draining.into())
+        Phase::Ending(reject(&shared, BeatError::Draining))
     } else {
         Phase::AwaitJoin(Box::pin(tokio::time::sleep_until(
             started + shared.cfg.join_timeout,
@@ -101,9 +102,9 @@ impl Session {
             Phase::AwaitJoin(deadline) => {
                 let msg = tokio::select! {
                     biased;
-                    _ = drained => Err(BeatError::Draining.into()),
-                    _ = deadline => Err(BeatError::JoinTimeout(shared.cfg.join_timeout).into()),
-                    msg = inbound.message() => msg,
+                    _ = drained => Err(reject(shared, BeatError::Draining)),
+                    _ = deadline => Err(reject(shared, BeatError::JoinTimeout(shared.cfg.join_timeout))),
+                    msg = inbound.message() => msg.map_err(|s| decode_error(shared, s)),
                 };
                 *phase = Phase::Done;
                 match msg {
@@ -112,7 +113,7 @@ impl Session {
                             *phase = Phase::Joined(joined);
                             Ok(welcome)
                         }
-                        Err(e) => Err(e.into()),
+                        Err(e) => Err(reject(shared, e)),
                     }),
                     Ok(None) => None,
                     Err(status) => Some(Err(status)),
@@ -135,7 +136,7 @@ impl Session {
                         *phase = Phase::Ending(BeatError::Draining.into());
                         return Some(Ok(drain_message(shared, session)));
                     }
-                    msg = inbound.message() => msg,
+                    msg = inbound.message() => msg.map_err(|s| decode_error(shared, s)),
                 };
                 let result = match msg {
                     Ok(Some(req)) => on_message(shared, m, req),
@@ -208,22 +209,27 @@ fn on_message(
         Some(beat_request::Kind::Ping(ping)) => {
             let now = Instant::now();
             if let Some(prev) = m.last_seq.filter(|&prev| ping.seq <= prev) {
-                return Err(BeatError::Seq {
-                    prev,
-                    got: ping.seq,
-                }
-                .into());
+                return Err(reject(
+                    shared,
+                    BeatError::Seq {
+                        prev,
+                        got: ping.seq,
+                    },
+                ));
             }
-            let status =
-                validate::member_status("ping.status", ping.status).map_err(BeatError::from)?;
+            let status = validate::member_status("ping.status", ping.status)
+                .map_err(|e| reject(shared, e.into()))?;
             if !m.pings.admit(now, m.window) {
-                return Err(BeatError::Flood {
-                    limit: MAX_PINGS_PER_WINDOW,
-                    window: m.window,
-                }
-                .into());
+                return Err(reject(
+                    shared,
+                    BeatError::Flood {
+                        limit: MAX_PINGS_PER_WINDOW,
+                        window: m.window,
+                    },
+                ));
             }
             m.last_seq = Some(ping.seq);
+            shared.metrics.ping();
             shared
                 .with(|i| i.core.ping(m.id, status, now))
                 .map_err(BeatError::from)?;
@@ -243,8 +249,8 @@ fn on_message(
             debug!(session = m.id.session, reason = %leave.reason, "leave");
             Ok(None)
         }
-        Some(beat_request::Kind::Join(_)) => Err(BeatError::SecondJoin.into()),
-        None => Err(BeatError::Empty.into()),
+        Some(beat_request::Kind::Join(_)) => Err(reject(shared, BeatError::SecondJoin)),
+        None => Err(reject(shared, BeatError::Empty)),
     }
 }
 
@@ -261,12 +267,32 @@ fn drain_message(shared: &Shared, session: u64) -> BeatResponse {
     }
 }
 
+/// The status for `e`, counted as a rejection when it is one.
+fn reject(shared: &Shared, e: BeatError) -> GrpcStatus {
+    if let Some(reason) = e.rejection() {
+        shared.metrics.rejected(reason);
+    }
+    e.into()
+}
+
+/// A failed read of the request stream; an oversize message is a rejection.
+fn decode_error(shared: &Shared, status: GrpcStatus) -> GrpcStatus {
+    if matches!(
+        status.code(),
+        tonic::Code::OutOfRange | tonic::Code::ResourceExhausted
+    ) {
+        shared.metrics.rejected("message_too_large");
+    }
+    status
+}
+
 fn unregister(shared: &Shared, session: u64) {
     shared.with(|i| i.streams.remove(&session));
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
+        self.shared.metrics.stream_closed();
         // A client that vanished mid-stream: forget its end signal. The
         // member itself stays until its deadline.
         if let Phase::Joined(m) = &self.phase {

@@ -66,6 +66,21 @@ impl BeatError {
         }
     }
 
+    /// The `reason` label of `heartbeat_rejections_total` when this error
+    /// is a rejection of bad input; `None` for ends decided by liveness.
+    pub fn rejection(&self) -> Option<&'static str> {
+        Some(match self {
+            BeatError::Invalid(_) => "invalid_argument",
+            BeatError::NotJoin(_) | BeatError::Empty => "first_message_not_join",
+            BeatError::SecondJoin => "second_join",
+            BeatError::JoinTimeout(_) => "join_timeout",
+            BeatError::Seq { .. } => "seq_not_increasing",
+            BeatError::Flood { .. } => "ping_flood",
+            BeatError::Draining => "draining",
+            BeatError::Fenced(_) | BeatError::Dead(_) => return None,
+        })
+    }
+
     /// The gRPC code of this error.
     pub fn code(&self) -> Code {
         match self {

@@ -29,6 +29,7 @@ pub use members::WatchMembersStream;
 use crate::config::{ConfigError, ServerConfig};
 use crate::health::{HealthMap, HealthService};
 use crate::liveness::Status;
+use crate::metrics::ServerMetrics;
 use crate::pb;
 
 /// Largest message accepted from a client (SPEC §2).
@@ -66,9 +67,20 @@ pub async fn run(
     cfg: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    run_with_metrics(listener, cfg, ServerMetrics::unregistered(), shutdown).await
+}
+
+/// [`run`], recording into `metrics` (registered by the caller in the
+/// registry it serves).
+pub async fn run_with_metrics(
+    listener: TcpListener,
+    cfg: ServerConfig,
+    metrics: ServerMetrics,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
     cfg.validate()?;
     let health = HealthMap::new();
-    let shared = state::Shared::new(cfg.clone(), health.clone(), SystemTime::now());
+    let shared = state::Shared::new(cfg.clone(), health.clone(), metrics, SystemTime::now());
     health.set("", Some(Status::Serving));
     health.set(HEARTBEAT_SERVICE, Some(Status::Serving));
 

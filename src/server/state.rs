@@ -19,6 +19,7 @@ use tracing::info;
 use crate::config::ServerConfig;
 use crate::health::HealthMap;
 use crate::liveness::{CoreConfig, Event, EventKind, Outbox, Registry, StreamEnd};
+use crate::metrics::ServerMetrics;
 
 /// Maps the monotonic clock to wall-clock timestamps for display fields
 /// (`joined_at`, `last_seen`, `server_time`). Read once at start; liveness
@@ -63,12 +64,18 @@ pub(crate) struct Shared {
     pub(crate) cfg: ServerConfig,
     /// Cancelled when shutdown begins: streams drain and end themselves.
     pub(crate) drain: CancellationToken,
+    pub(crate) metrics: ServerMetrics,
 }
 
 impl Shared {
     /// State for a server started at `wall` (which also seeds revisions and
     /// sessions, so both keep increasing across restarts).
-    pub(crate) fn new(cfg: ServerConfig, health: HealthMap, wall: SystemTime) -> Arc<Self> {
+    pub(crate) fn new(
+        cfg: ServerConfig,
+        health: HealthMap,
+        metrics: ServerMetrics,
+        wall: SystemTime,
+    ) -> Arc<Self> {
         let micros = wall
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(1, |d| d.as_micros() as u64);
@@ -91,6 +98,7 @@ impl Shared {
             server_id: format!("heartbeat-{}-{micros:x}", std::process::id()),
             cfg,
             drain: CancellationToken::new(),
+            metrics,
         })
     }
 
@@ -125,13 +133,21 @@ impl Shared {
         streams: &mut HashMap<u64, oneshot::Sender<StreamEnd>>,
     ) -> Vec<Arc<Event>> {
         for event in &out.events {
+            self.metrics.event(event);
             // No receiver is fine: nobody is watching.
             let _ = self.events.send(event.clone());
         }
+        for t in out.transitions.drain(..) {
+            self.metrics.transition(&t);
+        }
         for (name, health) in out.health.drain(..) {
+            if health.is_none() && !name.contains('/') {
+                self.metrics.service_gone(&name);
+            }
             self.health.set(name, health);
         }
         for (session, end) in out.ends.drain(..) {
+            self.metrics.end(&end);
             if let Some(tx) = streams.remove(&session) {
                 let _ = tx.send(end);
             }
@@ -156,6 +172,7 @@ fn log_event(e: &Event) {
         service = m.service(),
         instance = m.instance(),
         session = m.session,
+        reason = e.reason.as_str(),
         state = ?m.state,
         status = ?m.status,
         revision = e.revision,

@@ -1,0 +1,201 @@
+//! Server metrics. Updated where the registry's changes are delivered (under
+//! its lock, so gauges move in revision order) and, for pings and streams,
+//! with one atomic operation each.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::liveness::{Event, EventKind, State, StreamEnd, Transition};
+
+/// Most distinct services given their own `service` label value; the rest
+/// share [`OTHER_SERVICES`] (service names come from clients).
+pub const MAX_SERVICE_LABELS: usize = 1000;
+/// The `service` label value shared by services past the limit.
+pub const OTHER_SERVICES: &str = "_other";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MemberLabels {
+    service: String,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+fn state_name(s: State) -> &'static str {
+    match s {
+        State::Alive => "alive",
+        State::Suspect => "suspect",
+        State::Dead => "dead",
+        State::Left => "left",
+    }
+}
+
+/// The metrics of one server; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ServerMetrics {
+    members: Family<MemberLabels, Gauge>,
+    streams: Gauge,
+    joins: Counter,
+    leaves: Counter,
+    expirations: Counter,
+    takeovers: Counter,
+    removals: Counter,
+    rejections: Family<ReasonLabels, Counter>,
+    pings: Counter,
+    lateness: Histogram,
+    /// Live service -> its label value (own name or `_other`).
+    labels: Arc<Mutex<HashMap<Arc<str>, Arc<str>>>>,
+}
+
+impl ServerMetrics {
+    /// Registers the server metrics in `registry`.
+    pub fn new(registry: &mut Registry) -> Self {
+        let m = Self {
+            members: Family::default(),
+            streams: Gauge::default(),
+            joins: Counter::default(),
+            leaves: Counter::default(),
+            expirations: Counter::default(),
+            takeovers: Counter::default(),
+            removals: Counter::default(),
+            rejections: Family::default(),
+            pings: Counter::default(),
+            // 0.1 ms .. ~3.3 s
+            lateness: Histogram::new(exponential_buckets(0.000_1, 2.0, 16)),
+            labels: Arc::default(),
+        };
+        registry.register(
+            "members",
+            "Listed members by service and state",
+            m.members.clone(),
+        );
+        registry.register("beat_streams", "Open Beat streams", m.streams.clone());
+        registry.register("joins", "Accepted Joins (new sessions)", m.joins.clone());
+        registry.register("leaves", "Members that left with Leave", m.leaves.clone());
+        registry.register(
+            "expirations",
+            "Members declared DEAD by their deadline",
+            m.expirations.clone(),
+        );
+        registry.register(
+            "takeovers",
+            "Sessions superseded by a newer Join of the same identity",
+            m.takeovers.clone(),
+        );
+        registry.register(
+            "removals",
+            "DEAD or LEFT members removed after retention",
+            m.removals.clone(),
+        );
+        registry.register(
+            "rejections",
+            "Beat streams refused or ended for bad input, by reason",
+            m.rejections.clone(),
+        );
+        registry.register("pings", "Pings received", m.pings.clone());
+        registry.register_with_unit(
+            "detection_lateness",
+            "Time from a member's deadline to the server declaring it DEAD",
+            Unit::Seconds,
+            m.lateness.clone(),
+        );
+        m
+    }
+
+    /// Metrics registered nowhere (for servers nobody scrapes).
+    pub fn unregistered() -> Self {
+        Self::new(&mut Registry::default())
+    }
+
+    pub(crate) fn ping(&self) {
+        self.pings.inc();
+    }
+
+    pub(crate) fn stream_opened(&self) {
+        self.streams.inc();
+    }
+
+    pub(crate) fn stream_closed(&self) {
+        self.streams.dec();
+    }
+
+    pub(crate) fn rejected(&self, reason: &'static str) {
+        self.rejections
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    pub(crate) fn event(&self, e: &Event) {
+        match e.kind {
+            EventKind::Joined => self.joins.inc(),
+            EventKind::Left => self.leaves.inc(),
+            EventKind::Dead => self.expirations.inc(),
+            EventKind::Removed => self.removals.inc(),
+            EventKind::Updated => 0,
+        };
+    }
+
+    pub(crate) fn end(&self, end: &StreamEnd) {
+        if let StreamEnd::Superseded { .. } = end {
+            self.takeovers.inc();
+        }
+    }
+
+    pub(crate) fn transition(&self, t: &Transition) {
+        let mut labels = self.labels.lock().unwrap_or_else(|p| p.into_inner());
+        let service = match labels.get(t.service()) {
+            Some(l) => l.clone(),
+            None => {
+                let own = labels.values().filter(|l| &***l != OTHER_SERVICES).count();
+                let label: Arc<str> = if own < MAX_SERVICE_LABELS {
+                    t.service().into()
+                } else {
+                    OTHER_SERVICES.into()
+                };
+                labels.insert(t.service().into(), label.clone());
+                label
+            }
+        };
+        drop(labels);
+        let key = |s: State| MemberLabels {
+            service: service.to_string(),
+            state: state_name(s),
+        };
+        if let Some(from) = t.from {
+            self.members.get_or_create(&key(from)).dec();
+        }
+        if let Some(to) = t.to {
+            self.members.get_or_create(&key(to)).inc();
+        }
+        if let Some(late) = t.late_by {
+            self.lateness.observe(late.as_secs_f64());
+        }
+    }
+
+    /// A service has no member left: drop its series.
+    pub(crate) fn service_gone(&self, service: &str) {
+        let mut labels = self.labels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(label) = labels.remove(service)
+            && &*label != OTHER_SERVICES
+        {
+            {
+                for state in [State::Alive, State::Suspect, State::Dead, State::Left] {
+                    self.members.remove(&MemberLabels {
+                        service: label.to_string(),
+                        state: state_name(state),
+                    });
+                }
+            }
+        }
+    }
+}
