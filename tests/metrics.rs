@@ -1,0 +1,193 @@
+//! `/metrics` of `heartbeat serve` and `heartbeat beat`, scraped over real
+//! HTTP before and after members join, die and leave: the values move as
+//! they should and every line of the exposition parses.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::process::Proc;
+use common::*;
+use heartbeat::pb::heartbeat::v1::EventType;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::Code;
+
+/// GET `path` from `addr`; returns (status code, body).
+async fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = within("connect to metrics", tokio::net::TcpStream::connect(addr))
+        .await
+        .unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = String::new();
+    within("metrics response", s.read_to_string(&mut raw))
+        .await
+        .unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP response");
+    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (code, body.to_owned())
+}
+
+/// Parses the text exposition strictly: every sample line is
+/// `name{labels} value`, comments are HELP/TYPE/UNIT, and it ends in `# EOF`.
+fn parse(text: &str) -> BTreeMap<String, f64> {
+    let mut samples = BTreeMap::new();
+    let mut lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.pop(), Some("# EOF"), "exposition ends with # EOF");
+    for line in lines {
+        if let Some(c) = line.strip_prefix("# ") {
+            let kind = c.split(' ').next().unwrap();
+            assert!(["HELP", "TYPE", "UNIT"].contains(&kind), "{line}");
+            continue;
+        }
+        let (key, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad line {line:?}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        assert!(key.starts_with("heartbeat_"), "{key}");
+        let name_ok = key
+            .split('{')
+            .next()
+            .unwrap()
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        assert!(name_ok, "{key}");
+        assert!(
+            samples.insert(key.to_owned(), value).is_none(),
+            "duplicate {key}"
+        );
+    }
+    samples
+}
+
+struct Scrape(BTreeMap<String, f64>);
+
+impl Scrape {
+    fn get(&self, key: &str) -> f64 {
+        self.0.get(key).copied().unwrap_or(0.0)
+    }
+}
+
+async fn scrape(addr: &str) -> Scrape {
+    let (code, body) = http_get(addr, "/metrics").await;
+    assert_eq!(code, 200);
+    Scrape(parse(&body))
+}
+
+#[tokio::test]
+async fn server_metrics_follow_join_death_leave_and_rejections() {
+    let mut p = Proc::spawn(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+        "--default-interval",
+        "100ms",
+        "--default-timeout",
+        "300ms",
+    ]);
+    let grpc = p.logged_addr("listening").await;
+    let metrics = p.logged_addr("metrics listening").await;
+    let mut client = heartbeat::pb::heartbeat::v1::heartbeat_client::HeartbeatClient::new(
+        within(
+            "connect",
+            tonic::transport::Channel::from_shared(format!("http://{grpc}"))
+                .unwrap()
+                .connect(),
+        )
+        .await
+        .unwrap(),
+    );
+    let alive = "heartbeat_members{service=\"web\",state=\"alive\"}";
+    let dead = "heartbeat_members{service=\"web\",state=\"dead\"}";
+    let left = "heartbeat_members{service=\"web\",state=\"left\"}";
+
+    let before = scrape(&metrics).await;
+    assert_eq!(before.get(alive), 0.0);
+    assert_eq!(before.get("heartbeat_joins_total"), 0.0);
+    assert_eq!(before.get("heartbeat_beat_streams"), 0.0);
+
+    let mut events = Events::open(&mut client, "", 0).await;
+    events.snapshot().await;
+    let (mut a, _) = Beat::join(&mut client, "web", "a").await;
+    a.ping(1).await;
+    let joined = scrape(&metrics).await;
+    assert_eq!(joined.get(alive), 1.0);
+    assert_eq!(joined.get("heartbeat_joins_total"), 1.0);
+    assert_eq!(joined.get("heartbeat_beat_streams"), 1.0);
+    assert!(joined.get("heartbeat_pings_total") >= 1.0);
+
+    drop(a);
+    events.until(EventType::Dead, "a").await;
+    let died = scrape(&metrics).await;
+    assert_eq!((died.get(alive), died.get(dead)), (0.0, 1.0));
+    assert_eq!(died.get("heartbeat_expirations_total"), 1.0);
+    assert_eq!(died.get("heartbeat_detection_lateness_seconds_count"), 1.0);
+    assert_eq!(died.get("heartbeat_beat_streams"), 0.0);
+
+    let (mut b, _) = Beat::join(&mut client, "web", "b").await;
+    b.send(leave_req()).await;
+    b.expect_ok_end().await;
+    let mut bad = Beat::open(&mut client).await;
+    bad.send(ping_req(1)).await;
+    bad.expect_error(Code::InvalidArgument).await;
+    let (_c1, _) = Beat::join(&mut client, "web", "c").await;
+    let (_c2, _) = Beat::join(&mut client, "web", "c").await;
+    let later = scrape(&metrics).await;
+    assert_eq!(later.get(left), 1.0);
+    assert_eq!(later.get("heartbeat_leaves_total"), 1.0);
+    assert_eq!(later.get("heartbeat_takeovers_total"), 1.0);
+    assert_eq!(
+        later.get("heartbeat_rejections_total{reason=\"first_message_not_join\"}"),
+        1.0
+    );
+    assert_eq!(later.get(alive), 1.0, "c, once");
+
+    let (code, _) = http_get(&metrics, "/").await;
+    assert_eq!(code, 404);
+    p.signal("-TERM");
+    assert_eq!(p.wait_exit(WAIT).await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn agent_metrics_show_state_rtt_and_pings() {
+    let server = TestServer::with(fast()).await;
+    let mut a = Proc::spawn(&[
+        "beat",
+        "--server",
+        &server.url(),
+        "--service",
+        "web",
+        "--instance",
+        "a",
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+    ]);
+    let metrics = a.logged_addr("metrics listening").await;
+    a.wait_log("ONLINE", |v| v["state"] == "ONLINE").await;
+    // Pongs raise no event anywhere, so re-scrape (bounded) until two are counted.
+    let s = within("pongs counted", async {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(10));
+        loop {
+            tick.tick().await;
+            let s = scrape(&metrics).await;
+            if s.get("heartbeat_client_pong_rtt_seconds_count") >= 2.0 {
+                return s;
+            }
+        }
+    })
+    .await;
+    assert_eq!(s.get("heartbeat_client_state{state=\"ONLINE\"}"), 1.0);
+    assert_eq!(s.get("heartbeat_client_state{state=\"OFFLINE\"}"), 0.0);
+    assert!(s.get("heartbeat_client_pings_total") >= 2.0);
+    assert!(s.get("heartbeat_client_pong_rtt_seconds_sum") > 0.0);
+    drop(a);
+    server.stop().await;
+}
