@@ -26,8 +26,9 @@ pub struct ServerConfig {
     pub retention: Duration,
     /// How long a new Beat stream may take to send Join.
     pub join_timeout: Duration,
-    /// Grace period of shutdown: how long connections get to close after
-    /// Drain before they are dropped.
+    /// Grace period of shutdown: after Drain, health is answered
+    /// NOT_SERVING for this long before the listener closes; then open
+    /// connections get at most this long again.
     pub drain: Duration,
     /// Member events kept for WatchMembers resumes.
     pub history: usize,

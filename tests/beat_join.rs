@@ -81,7 +81,7 @@ async fn first_message_must_be_join() {
 async fn silence_before_join_ends_with_deadline_exceeded() {
     let server = TestServer::with(ServerConfig {
         join_timeout: Duration::from_millis(200),
-        ..ServerConfig::default()
+        ..quick_drain()
     })
     .await;
     let mut client = server.client().await;

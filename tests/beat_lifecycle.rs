@@ -97,7 +97,7 @@ async fn rejoin_within_the_timeout_does_not_flap() {
     let server = TestServer::with(ServerConfig {
         default_interval: Duration::from_millis(200),
         default_timeout: Duration::from_secs(4),
-        ..ServerConfig::default()
+        ..quick_drain()
     })
     .await;
     let mut client = server.client().await;

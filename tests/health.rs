@@ -87,7 +87,7 @@ async fn check_of_fixed_member_and_unknown_names() {
 async fn watch_of_an_unknown_name_stays_open_through_appear_and_remove() {
     let server = TestServer::with(ServerConfig {
         retention: Duration::from_millis(200),
-        ..ServerConfig::default()
+        ..quick_drain()
     })
     .await;
     let mut health = independent(&server).await;

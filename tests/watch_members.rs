@@ -95,7 +95,7 @@ async fn resume_from_a_revision_replays_exactly_what_followed() {
 async fn too_old_or_foreign_revisions_fall_back_to_a_snapshot() {
     let server = TestServer::with(ServerConfig {
         history: 2,
-        ..ServerConfig::default()
+        ..quick_drain()
     })
     .await;
     let mut client = server.client().await;

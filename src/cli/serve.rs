@@ -37,7 +37,7 @@ pub struct ServeArgs {
     /// How long a new Beat stream may take to send Join.
     #[arg(long, env = "HEARTBEAT_JOIN_TIMEOUT", value_parser = duration, default_value = "5s")]
     join_timeout: Duration,
-    /// Shutdown grace: how long connections get to close after Drain.
+    /// Shutdown grace: health answers NOT_SERVING this long before the listener closes (then at most as long again for open connections).
     #[arg(long, env = "HEARTBEAT_DRAIN", value_parser = duration, default_value = "1s")]
     drain: Duration,
     /// Log format.

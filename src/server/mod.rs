@@ -60,8 +60,9 @@ pub enum ServeError {
 
 /// Serves on `listener` until `shutdown` completes, then shuts down:
 /// `""` and `heartbeat.v1.Heartbeat` NOT_SERVING first, Drain and
-/// UNAVAILABLE on every Beat stream, every watch ended, and at most
-/// `cfg.drain` for connections to close.
+/// UNAVAILABLE on every Beat stream, every watch ended; health keeps being
+/// answered (NOT_SERVING) for `cfg.drain`, then the listener closes and open
+/// connections get at most another `cfg.drain`.
 pub async fn run(
     listener: TcpListener,
     cfg: ServerConfig,
@@ -137,8 +138,16 @@ pub async fn run_with_metrics(
     health.set(HEARTBEAT_SERVICE, Some(Status::NotServing));
     shared.drain.cancel();
     health.close_watches();
-    stop.cancel();
     let _ = driver.await;
+    // Keep answering (health NOT_SERVING, new Beats refused) for the grace
+    // period, so probes and load balancers see the server go unready before
+    // it stops accepting connections.
+    tokio::select! {
+        result = &mut server => return result.map_err(Into::into),
+        _ = tokio::time::sleep(cfg.drain) => {}
+    }
+    info!("closing the listener and open connections");
+    stop.cancel();
     match tokio::time::timeout(cfg.drain, &mut server).await {
         Ok(result) => result?,
         Err(_) => warn!(

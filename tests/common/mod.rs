@@ -43,7 +43,7 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> Self {
-        Self::with(ServerConfig::default()).await
+        Self::with(quick_drain()).await
     }
 
     pub async fn with(cfg: ServerConfig) -> Self {
@@ -380,11 +380,20 @@ pub async fn members(client: &mut HeartbeatClient<Channel>) -> Vec<Member> {
     .members
 }
 
+/// The default config with a short shutdown grace, so that stopping a test
+/// server does not wait the default second.
+pub fn quick_drain() -> ServerConfig {
+    ServerConfig {
+        drain: Duration::from_millis(100),
+        ..ServerConfig::default()
+    }
+}
+
 /// A config with fast liveness for tests that wait for DEAD.
 pub fn fast() -> ServerConfig {
     ServerConfig {
         default_interval: Duration::from_millis(100),
         default_timeout: Duration::from_millis(300),
-        ..ServerConfig::default()
+        ..quick_drain()
     }
 }
