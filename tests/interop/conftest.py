@@ -29,9 +29,10 @@ def heartbeat_bin():
 class Server:
     """A `heartbeat serve` child process and its JSON log lines."""
 
-    def __init__(self, *args):
+    def __init__(self, *args, listen=True):
+        listen_args = ["--listen", "127.0.0.1:0"] if listen else []
         self.proc = subprocess.Popen(
-            [heartbeat_bin(), "serve", "--listen", "127.0.0.1:0", "--log-format", "json", *args],
+            [heartbeat_bin(), "serve", *listen_args, "--log-format", "json", *args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,

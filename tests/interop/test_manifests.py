@@ -1,0 +1,146 @@
+"""deploy/kubernetes and the Dockerfile, checked against the real binary:
+every flag in the manifests exists, the probes point at the port the
+container listens on (numeric), and the health names the probes use answer
+SERVING when the server and the agent run with the manifests' own arguments.
+"""
+
+import json
+import queue
+import re
+import subprocess
+import threading
+from pathlib import Path
+
+import grpc
+import pytest
+import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from conftest import ROOT, Server, heartbeat_bin
+
+DEPLOY = ROOT / "deploy" / "kubernetes"
+WAIT = 10.0
+
+
+def docs(name):
+    return [d for d in yaml.safe_load_all((DEPLOY / name).read_text()) if d]
+
+
+def container(deployment, name):
+    return next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == name)
+
+
+def flags_of(command):
+    """Every long flag that `heartbeat COMMAND --help` documents."""
+    out = subprocess.run([heartbeat_bin(), command, "--help"], capture_output=True, text=True, timeout=WAIT)
+    return set(re.findall(r"--[a-z][a-z-]+", out.stdout))
+
+
+def flag_value(args, flag):
+    return args[args.index(flag) + 1]
+
+
+def check(addr, service):
+    with grpc.insecure_channel(addr) as ch:
+        stub = health_pb2_grpc.HealthStub(ch)
+        return stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=WAIT).status
+
+
+def test_server_manifest_matches_the_real_server():
+    deployment, service = docs("server.yaml")
+    assert (deployment["kind"], service["kind"]) == ("Deployment", "Service")
+    c = container(deployment, "heartbeat")
+    args = c["args"]
+    assert args[0] == "serve"
+    for flag in [a for a in args if a.startswith("--")]:
+        assert flag in flags_of("serve"), f"{flag} is not a flag of heartbeat serve"
+    host, port = flag_value(args, "--listen").rsplit(":", 1)
+    assert host == "0.0.0.0", "bound to all interfaces inside the pod"
+    metrics_port = int(flag_value(args, "--metrics-listen").rsplit(":", 1)[1])
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"grpc": int(port), "metrics": metrics_port}
+
+    live, ready = c["livenessProbe"]["grpc"], c["readinessProbe"]["grpc"]
+    assert isinstance(live["port"], int) and live["port"] == int(port), "numeric gRPC port"
+    assert isinstance(ready["port"], int) and ready["port"] == int(port)
+    assert live.get("service", "") == "", "liveness checks the process, never the members"
+    assert ready["service"] == "heartbeat.v1.Heartbeat"
+    drain = flag_value(args, "--drain")
+    assert drain.endswith("s") and 2 * int(drain[:-1]) < deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert c["resources"]["requests"]["memory"] and c["resources"]["requests"]["cpu"]
+
+    svc_ports = {p["name"]: p["targetPort"] for p in service["spec"]["ports"]}
+    assert svc_ports == {"grpc": "grpc", "metrics": "metrics"}
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+    # The server, run with the manifest's own flags (on loopback), answers
+    # both probe names SERVING and serves metrics.
+    local = [a.replace("0.0.0.0:", "127.0.0.1:") for a in args[1:]]
+    local[local.index("--listen") + 1] = "127.0.0.1:0"
+    local[local.index("--metrics-listen") + 1] = "127.0.0.1:0"
+    local[local.index("--drain") + 1] = "100ms"  # checked above; keep the test quick
+    s = Server(*[a for a in local if a != "--log-format" and a != "json"], listen=False)
+    try:
+        assert check(s.addr, live.get("service", "")) == health_pb2.HealthCheckResponse.SERVING
+        assert check(s.addr, ready["service"]) == health_pb2.HealthCheckResponse.SERVING
+        s.wait_log(lambda l: l.get("message") == "metrics listening")
+    finally:
+        s.stop()
+
+
+def test_sidecar_manifest_matches_the_real_agent(server):
+    (deployment,) = docs("sidecar-example.yaml")
+    app, agent = container(deployment, "app"), container(deployment, "heartbeat")
+    args = agent["args"]
+    assert args[0] == "beat"
+    for flag in [a for a in args if a.startswith("--")]:
+        assert flag in flags_of("beat"), f"{flag} is not a flag of heartbeat beat"
+    health_port = int(flag_value(args, "--health-listen").rsplit(":", 1)[1])
+    ready = app["readinessProbe"]["grpc"]
+    assert ready == {"port": health_port, "service": "heartbeat.v1.Heartbeat"}
+    assert agent["livenessProbe"]["grpc"] == {"port": health_port}
+    assert {p["containerPort"] for p in agent["ports"]} == {health_port}
+    env = {e["name"] for e in agent["env"]}
+    for ref in re.findall(r"\$\((\w+)\)", " ".join(args)):
+        assert ref in env, f"$({ref}) is defined"
+
+    # The agent, run with the manifest's flags against a real server, serves
+    # both probe names.
+    local = list(args[1:])
+    local[local.index("--server") + 1] = server.addr
+    local[local.index("--instance") + 1] = "orders-pod-1"
+    local[local.index("--label") + 1] = "node=node-1"
+    local[local.index("--health-listen") + 1] = "127.0.0.1:0"
+    local[local.index("--check-tcp") + 1] = server.addr  # an open port stands in for the app
+    proc = subprocess.Popen([heartbeat_bin(), "beat", *local], stderr=subprocess.PIPE, text=True)
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(json.loads(l)) for l in proc.stderr], daemon=True).start()
+    try:
+        addr = None
+        while addr is None:
+            line = lines.get(timeout=WAIT)
+            if line.get("message") == "health endpoint listening":
+                addr = line["addr"]
+        assert check(addr, "") == health_pb2.HealthCheckResponse.SERVING
+        while lines.get(timeout=WAIT).get("state") != "ONLINE":
+            pass
+        assert check(addr, ready["service"]) == health_pb2.HealthCheckResponse.SERVING
+        assert check(server.addr, "orders/orders-pod-1") == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=WAIT) == 0
+
+
+def test_dockerfile_is_multistage_and_non_root():
+    text = (ROOT / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", text, re.M)
+    assert len(stages) >= 2, "multi-stage"
+    final = text[text.rindex("\nFROM"):]
+    user = re.search(r"^USER\s+(\S+)", final, re.M)
+    assert user and user.group(1).split(":")[0] not in ("root", "0"), "runs as non-root"
+    entry = json.loads(re.search(r"^ENTRYPOINT\s+(\[.*\])", final, re.M).group(1))
+    copied = re.search(r"^COPY --from=\S+ \S+ (\S+)", final, re.M).group(1)
+    assert entry[0] == copied
+    assert "--bin heartbeat" in text and "--locked" in text
+    cmd = json.loads(re.search(r"^CMD\s+(\[.*\])", final, re.M).group(1))
+    assert cmd[0] == "serve" and set(a for a in cmd if a.startswith("--")) <= flags_of("serve")
