@@ -20,11 +20,13 @@ else
 fi
 cargo test --locked --doc
 
-step "interop: real grpcurl and Python grpcio clients"
+step "interop: grpcurl, Python and Node clients, manifests, examples"
 venv=target/interop-venv
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+  -r tests/interop/requirements.txt -r examples/python/requirements.txt
+npm ci --prefix examples/node --no-audit --no-fund --loglevel=error
 PATH="$PWD/$venv/bin:$PATH" HEARTBEAT_BIN="$PWD/target/debug/heartbeat" \
   "$venv/bin/python" -m pytest tests/interop -q -p no:cacheprovider

@@ -58,6 +58,32 @@ class Server:
         assert self.proc.wait(timeout=WAIT) == 0
 
 
+class Lines:
+    """A child process's stdout, one line at a time, with bounded waits."""
+
+    def __init__(self, *cmd, cwd=None):
+        self.proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, text=True, cwd=cwd)
+        self.q = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.q.put(line.rstrip("\n"))
+        self.q.put(None)
+
+    def expect(self, prefix):
+        """Skips lines until one starts with `prefix`; returns it."""
+        while True:
+            line = self.q.get(timeout=WAIT)
+            assert line is not None, f"process ended before printing {prefix!r}"
+            if line.startswith(prefix):
+                return line
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=WAIT)
+
+
 @pytest.fixture
 def server():
     s = Server("--default-interval", "200ms", "--default-timeout", "1s", "--retention", "2s")

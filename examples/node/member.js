@@ -1,0 +1,90 @@
+// A heartbeat member in Node.js: Join, ping every agreed interval, keep a
+// deadline on the server (no answer within the agreed timeout: reconnect with
+// jittered backoff), Leave on SIGTERM/SIGINT.
+//
+//   node member.js --server 127.0.0.1:50051 --service orders --instance orders-1
+//
+// Prints one line per event: joined session=N ..., server lost: ..., left.
+const { performance } = require("perf_hooks");
+const { grpc, heartbeat } = require("./protos");
+const args = require("./args")({ server: "127.0.0.1:50051", service: "", instance: "" });
+
+const say = (line) => console.log(line);
+const seconds = (d) => Number(d.seconds) + d.nanos / 1e9;
+let stopping = null; // set to a function by the live session on SIGTERM
+
+function session() {
+  return new Promise((resolve) => {
+    // A fresh client per session: a lost server may be a half-open connection.
+    const client = new heartbeat.Heartbeat(args.server, grpc.credentials.createInsecure());
+    const call = client.Beat();
+    let settled = false;
+    let ticker = null;
+    let watchdog = null;
+    let lastHeard = performance.now();
+    let timeout = 3;
+    let seq = 0;
+    const finish = (outcome, line) => {
+      if (settled) return;
+      settled = true;
+      clearInterval(ticker);
+      clearInterval(watchdog);
+      stopping = null;
+      if (line) say(line);
+      call.cancel();
+      client.close();
+      resolve(outcome);
+    };
+    watchdog = setInterval(() => {
+      if ((performance.now() - lastHeard) / 1000 > timeout) finish("lost", `server lost: no answer within ${timeout}s`);
+    }, 50);
+    call.on("data", (msg) => {
+      lastHeard = performance.now();
+      if (msg.kind === "welcome") {
+        const w = msg.welcome;
+        timeout = seconds(w.timeout);
+        say(`joined session=${w.session} interval=${seconds(w.interval)} timeout=${timeout}`);
+        const ping = () => call.write({ ping: { seq: String(++seq), status: "MEMBER_STATUS_SERVING" } });
+        ping();
+        ticker = setInterval(ping, seconds(w.interval) * 1000);
+        stopping = () => {
+          clearInterval(ticker);
+          call.write({ leave: { reason: "shutting down" } });
+          call.end();
+          setTimeout(() => finish("left", "leave not confirmed; the server's deadline decides"), 1000);
+        };
+      } else if (msg.kind === "drain") {
+        finish("drained", "drained");
+      }
+    });
+    call.on("status", (status) => {
+      // The server ends a stream with OK only after our Leave.
+      if (status.code === grpc.status.OK) finish("left", "left");
+      else finish("lost", `server lost: ${status.details}`);
+    });
+    call.on("error", () => {}); // reported through "status"
+    call.write({ join: { service: args.service, instance: args.instance } });
+  });
+}
+
+async function main() {
+  let leaving = false;
+  const onSignal = () => {
+    leaving = true;
+    if (stopping) stopping();
+    else process.exit(0);
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+  let failures = 0;
+  while (!leaving) {
+    const outcome = await session();
+    if (outcome === "left" || leaving) break;
+    failures = outcome === "lost" ? failures + 1 : 0;
+    const delay = Math.min(100 * 1.6 ** Math.max(failures - 1, 0), 10000) * (0.8 + 0.4 * Math.random());
+    await new Promise((r) => setTimeout(r, delay));
+  }
+  process.exit(0);
+}
+
+main();

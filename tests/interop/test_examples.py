@@ -1,0 +1,87 @@
+"""examples/python and examples/node against a real server: what the members
+do is asserted through what the server then reports."""
+
+import os
+import shutil
+import signal
+import sys
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from conftest import ROOT, Lines
+
+WAIT = 10.0
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def session_of(line):
+    return int(line.split("session=")[1].split()[0])
+
+
+def member_state(addr, stubs, service):
+    pb, pb_grpc = stubs
+    with grpc.insecure_channel(addr) as ch:
+        members = pb_grpc.HeartbeatStub(ch).ListMembers(pb.ListMembersRequest(service=service), timeout=WAIT).members
+    return [(m.instance, pb.MemberState.Name(m.state), m.session) for m in members]
+
+
+def health(addr, name):
+    with grpc.insecure_channel(addr) as ch:
+        return health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=name), timeout=WAIT).status
+
+
+def test_python_member_joins_survives_a_paused_server_and_leaves(server, stubs):
+    member = Lines(sys.executable, str(ROOT / "examples" / "python" / "member.py"),
+                   "--server", server.addr, "--service", "py", "--instance", "w-1", "--interval", "0.2")
+    try:
+        first = session_of(member.expect("joined"))
+        assert member_state(server.addr, stubs, "py") == [("w-1", "MEMBER_STATE_ALIVE", first)]
+        assert health(server.addr, "py/w-1") == SERVING
+
+        # Freeze the server: the member's own deadline (1 s) notices.
+        server.proc.send_signal(signal.SIGSTOP)
+        try:
+            member.expect("server lost")
+        finally:
+            server.proc.send_signal(signal.SIGCONT)
+        again = session_of(member.expect("joined"))
+        assert again > first
+        assert ("w-1", "MEMBER_STATE_ALIVE", again) in member_state(server.addr, stubs, "py")
+
+        assert member.stop() == 0
+        member.expect("left")
+        assert member_state(server.addr, stubs, "py") == [("w-1", "MEMBER_STATE_LEFT", again)]
+    finally:
+        member.proc.kill()
+
+
+@pytest.fixture(scope="session")
+def node():
+    path = shutil.which("node")
+    assert path, "Node.js is needed for examples/node"
+    assert (ROOT / "examples" / "node" / "node_modules").exists(), "scripts/test.sh runs npm ci"
+    return path
+
+
+def test_node_member_and_health_watcher(server, stubs, node):
+    d = ROOT / "examples" / "node"
+    watcher = Lines(node, str(d / "health-watch.js"), "--server", server.addr, "--service", "nd")
+    member = None
+    try:
+        assert watcher.expect("{") == '{"service":"nd","status":"SERVICE_UNKNOWN"}'
+        member = Lines(node, str(d / "member.js"), "--server", server.addr, "--service", "nd", "--instance", "n-1")
+        session = session_of(member.expect("joined"))
+        assert watcher.expect("{") == '{"service":"nd","status":"SERVING"}'
+        assert member_state(server.addr, stubs, "nd") == [("n-1", "MEMBER_STATE_ALIVE", session)]
+        assert member.stop() == 0
+        member.expect("left")
+        assert watcher.expect("{") == '{"service":"nd","status":"NOT_SERVING"}'
+        assert member_state(server.addr, stubs, "nd") == [("n-1", "MEMBER_STATE_LEFT", session)]
+        assert health(server.addr, "nd/n-1") == NOT_SERVING
+    finally:
+        watcher.proc.kill()
+        if member:
+            member.proc.kill()
