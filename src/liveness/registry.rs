@@ -87,6 +87,8 @@ struct Entry {
     view: MemberView,
     /// When the member became DEAD or LEFT.
     ended_at: Option<Instant>,
+    /// The registry's stall clock when the last ping (or the Join) was seen.
+    stall_mark: Duration,
 }
 
 #[derive(Debug)]
@@ -122,6 +124,8 @@ pub struct Registry {
     next_session: u64,
     history: VecDeque<Arc<Event>>,
     outbox: Outbox,
+    /// Total time the server itself was stalled (see [`Registry::stalled`]).
+    stall: Duration,
 }
 
 impl Registry {
@@ -139,7 +143,22 @@ impl Registry {
             services: HashMap::new(),
             queue: DeadlineQueue::new(),
             outbox: Outbox::default(),
+            stall: Duration::ZERO,
         }
+    }
+
+    /// The server itself was stalled for `lag` (a pause, CPU starvation,
+    /// SIGSTOP): silence during it was not the members' fault. Every pending
+    /// liveness deadline moves `lag` later, once; deadlines set after this
+    /// call (by a ping or a Join) are unaffected. O(1): each member keeps the
+    /// stall clock of its last ping, and its due time adds what accrued since.
+    pub fn stalled(&mut self, lag: Duration) {
+        self.stall += lag;
+    }
+
+    /// Total stall credited so far.
+    pub fn stall(&self) -> Duration {
+        self.stall
     }
 
     /// The configuration.
@@ -155,6 +174,7 @@ impl Registry {
         self.next_session += 1;
         let name = format!("{}/{}", req.service, req.instance);
         let labels = Arc::new(req.labels);
+        let stall = self.stall;
         let mut superseded = None;
         let mut from = None;
         let (slot, before) = match self.index.get(name.as_str()) {
@@ -170,6 +190,7 @@ impl Registry {
                     (labels, State::Alive, Status::Serving, session);
                 (v.interval, v.timeout, v.joined_at, v.last_seen) = (interval, timeout, now, now);
                 entry.ended_at = None;
+                entry.stall_mark = stall;
                 (slot, before)
             }
             None => {
@@ -189,6 +210,7 @@ impl Registry {
                 let slot = self.alloc(Entry {
                     view,
                     ended_at: None,
+                    stall_mark: self.stall,
                 });
                 self.index.insert(name, slot);
                 (slot, None)
@@ -223,7 +245,9 @@ impl Registry {
     /// A ping of session `id` observed at `now`. O(1), allocation-free unless
     /// the state or status changes.
     pub fn ping(&mut self, id: MemberId, status: Status, now: Instant) -> Result<(), Fenced> {
+        let stall = self.stall;
         let entry = self.live_entry_mut(id)?;
+        entry.stall_mark = stall;
         let v = &mut entry.view;
         v.last_seen = now;
         if v.state == State::Alive && v.status == status {
@@ -324,6 +348,17 @@ impl Registry {
         self.slots[slot as usize].as_ref().map(|e| &e.view)
     }
 
+    /// When a live member becomes DEAD unless it pings (stall credit
+    /// included); `None` for unknown, DEAD or LEFT members.
+    pub fn deadline(&self, name: &str) -> Option<Instant> {
+        let e = self.slots[*self.index.get(name)? as usize].as_ref()?;
+        let credit = self.stall.saturating_sub(e.stall_mark);
+        e.view
+            .state
+            .is_live()
+            .then(|| e.view.last_seen + e.view.timeout + credit)
+    }
+
     /// Health the table implies for a `<service>` or `<service>/<instance>` name.
     pub fn health(&self, name: &str) -> Health {
         if name.contains('/') {
@@ -350,6 +385,7 @@ impl Registry {
     }
 
     fn step(&mut self, slot: u32, now: Instant) -> bool {
+        let stall = self.stall;
         let entry = self.entry_mut(slot);
         match entry.view.state {
             State::Alive => {
@@ -360,7 +396,8 @@ impl Registry {
             }
             State::Suspect => {
                 let before = Some(entry.view.health());
-                let deadline = entry.view.last_seen + entry.view.timeout;
+                let credit = stall.saturating_sub(entry.stall_mark);
+                let deadline = entry.view.last_seen + entry.view.timeout + credit;
                 entry.view.state = State::Dead;
                 entry.ended_at = Some(now);
                 let session = entry.view.session;
@@ -388,9 +425,10 @@ impl Registry {
             .as_ref()
             .expect("queued slot is occupied");
         let v = &e.view;
+        let credit = self.stall.saturating_sub(e.stall_mark);
         match v.state {
-            State::Alive => v.last_seen + suspect_after(v.interval, v.timeout),
-            State::Suspect => v.last_seen + v.timeout,
+            State::Alive => v.last_seen + suspect_after(v.interval, v.timeout) + credit,
+            State::Suspect => v.last_seen + v.timeout + credit,
             State::Dead | State::Left => e.ended_at.unwrap_or(v.last_seen) + self.cfg.retention,
         }
     }

@@ -156,6 +156,58 @@ fn reasons_and_detection_lateness() {
 }
 
 #[test]
+fn a_server_stall_extends_pending_deadlines_once() {
+    let t0 = Instant::now();
+    let mut r = core();
+    let a = r.join(req("db", "a"), t0);
+    r.take_outbox();
+    // The server was stalled for 5 s around t0 + 2.5 s.
+    r.stalled(ms(5_000));
+    let b = r.join(req("db", "b"), t0 + ms(7_000));
+    r.take_outbox();
+    r.poll(t0 + ms(6_999));
+    assert!(
+        r.take_outbox().events.is_empty(),
+        "a's SUSPECT moved from 2 s to 7 s"
+    );
+    r.poll(t0 + ms(7_000));
+    assert_eq!(
+        kinds(&r.take_outbox()),
+        vec![(EventKind::Updated, State::Suspect)]
+    );
+    assert_eq!(r.deadline("db/a"), Some(t0 + ms(8_000)));
+    assert_eq!(
+        r.deadline("db/b"),
+        Some(t0 + ms(10_000)),
+        "joined after the stall: no credit"
+    );
+    // A ping consumes the credit: the next deadline is the plain one.
+    r.ping(a.id, Status::Serving, t0 + ms(7_500)).unwrap();
+    assert_eq!(r.deadline("db/a"), Some(t0 + ms(10_500)));
+    r.ping(b.id, Status::Serving, t0 + ms(7_500)).unwrap();
+    r.poll(t0 + ms(10_500));
+    let out = r.take_outbox();
+    assert_eq!(
+        out.events
+            .iter()
+            .filter(|e| e.kind == EventKind::Dead)
+            .count(),
+        2
+    );
+    let late: Vec<Option<Duration>> = out
+        .transitions
+        .iter()
+        .map(|t| t.late_by)
+        .filter(Option::is_some)
+        .collect();
+    assert_eq!(
+        late,
+        [Some(ms(0)), Some(ms(0))],
+        "lateness counts from the extended deadline"
+    );
+}
+
+#[test]
 fn late_poll_steps_through_suspect_to_dead() {
     let t0 = Instant::now();
     let mut r = core();
@@ -391,6 +443,8 @@ enum Op {
     Ping(u8, bool),
     Leave(u8),
     Advance(u16),
+    /// The server itself stalls for this long (time passes, stall credited).
+    Pause(u16),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -399,6 +453,7 @@ fn op() -> impl Strategy<Value = Op> {
         (0u8..6, any::<bool>()).prop_map(|(m, s)| Op::Ping(m, s)),
         (0u8..6).prop_map(Op::Leave),
         (0u16..4_000).prop_map(Op::Advance),
+        (0u16..20_000).prop_map(Op::Pause),
     ]
 }
 
@@ -431,8 +486,16 @@ proptest! {
                 },
                 Op::Leave(m) => if let Some(&id) = ids.get(&m) { let _ = r.leave(id, now); },
                 Op::Advance(d) => { now += ms(u64::from(d)); r.poll(now); }
+                Op::Pause(d) => { now += ms(u64::from(d)); r.stalled(ms(u64::from(d))); r.poll(now); }
             }
             let out = r.take_outbox();
+            if let Op::Pause(_) = op {
+                // A pause of the server alone never kills (or suspects) a member.
+                prop_assert!(
+                    out.events.iter().all(|e| e.kind == EventKind::Removed),
+                    "a pause changed liveness: {:?}", out.events
+                );
+            }
             for e in &out.events {
                 prop_assert!(e.revision > last_rev, "revisions strictly increase");
                 last_rev = e.revision;
@@ -482,7 +545,9 @@ proptest! {
             }
             // A live member is never past its deadline after a poll.
             for m in r.members(None) {
-                if m.state.is_live() { prop_assert!(now < m.last_seen + m.timeout); }
+                if m.state.is_live() {
+                    prop_assert!(now < r.deadline(&m.name).expect("live member has a deadline"));
+                }
             }
         }
     }

@@ -53,6 +53,8 @@ pub struct ServerMetrics {
     rejections: Family<ReasonLabels, Counter>,
     pings: Counter,
     lateness: Histogram,
+    lag: Histogram,
+    stalls: Counter,
     /// Live service -> its label value (own name or `_other`).
     labels: Arc<Mutex<HashMap<Arc<str>, Arc<str>>>>,
 }
@@ -72,6 +74,9 @@ impl ServerMetrics {
             pings: Counter::default(),
             // 0.1 ms .. ~3.3 s
             lateness: Histogram::new(exponential_buckets(0.000_1, 2.0, 16)),
+            // 0.1 ms .. ~3.3 s
+            lag: Histogram::new(exponential_buckets(0.000_1, 2.0, 16)),
+            stalls: Counter::default(),
             labels: Arc::default(),
         };
         registry.register(
@@ -109,6 +114,17 @@ impl ServerMetrics {
             Unit::Seconds,
             m.lateness.clone(),
         );
+        registry.register_with_unit(
+            "scheduler_lag",
+            "How late the timer driver woke (the server's own scheduling lag)",
+            Unit::Seconds,
+            m.lag.clone(),
+        );
+        registry.register(
+            "stalls",
+            "Server stalls detected and credited to pending member deadlines",
+            m.stalls.clone(),
+        );
         m
     }
 
@@ -119,6 +135,14 @@ impl ServerMetrics {
 
     pub(crate) fn ping(&self) {
         self.pings.inc();
+    }
+
+    pub(crate) fn scheduler_lag(&self, lag: std::time::Duration) {
+        self.lag.observe(lag.as_secs_f64());
+    }
+
+    pub(crate) fn stalled(&self) {
+        self.stalls.inc();
     }
 
     pub(crate) fn stream_opened(&self) {
