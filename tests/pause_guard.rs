@@ -104,7 +104,7 @@ async fn sigstop_of_the_server_kills_no_member() {
         .await
         .unwrap();
     }
-    let listed = members(&mut hb).await;
+    let listed = common::members(&mut hb).await;
     let alive = listed
         .iter()
         .filter(|m| m.state == MemberState::Alive as i32)
