@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::liveness::MassFailure;
 use crate::liveness::timing::{Bounds, MAX_TIMEOUT, timeout_range};
 
 /// Smallest interval the server may be configured to agree (SPEC §3).
@@ -41,6 +42,8 @@ pub struct ServerConfig {
     pub keepalive_interval: Duration,
     /// How long an HTTP/2 PING may go unanswered.
     pub keepalive_timeout: Duration,
+    /// Mass-failure protection (`None` = off).
+    pub mass_failure: Option<MassFailure>,
 }
 
 impl Default for ServerConfig {
@@ -59,6 +62,7 @@ impl Default for ServerConfig {
             max_concurrent_streams: 16_384,
             keepalive_interval: Duration::from_secs(20),
             keepalive_timeout: Duration::from_secs(10),
+            mass_failure: Some(MassFailure::default()),
         }
     }
 }
@@ -129,6 +133,14 @@ impl ServerConfig {
             if d.is_zero() {
                 return err(format!("{name} must be greater than zero"));
             }
+        }
+        if let Some(m) = self.mass_failure
+            && !(m.threshold > 0.0 && m.threshold < 1.0)
+        {
+            return err(format!(
+                "--mass-failure-threshold {} must be between 0 and 1 (exclusive), or off",
+                m.threshold
+            ));
         }
         if self.watch_buffer == 0 || self.max_concurrent_streams == 0 {
             return err("watch buffer and max concurrent streams must be positive".into());

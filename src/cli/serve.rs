@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 use heartbeat::config::ServerConfig;
+use heartbeat::liveness::MassFailure;
 use tracing::{error, info};
 
 use super::{LogFormat, duration, logging, signal};
@@ -40,9 +41,27 @@ pub struct ServeArgs {
     /// Shutdown grace: health answers NOT_SERVING this long before the listener closes (then at most as long again for open connections).
     #[arg(long, env = "HEARTBEAT_DRAIN", value_parser = duration, default_value = "1s")]
     drain: Duration,
+    /// Mass-failure protection: when more than this fraction of members fall silent at once, hold them SUSPECT one more timeout ("off" disables).
+    #[arg(long, env = "HEARTBEAT_MASS_FAILURE_THRESHOLD", default_value = "0.5", value_parser = threshold)]
+    mass_failure_threshold: Option<f64>,
+    /// Mass-failure protection applies only with at least this many live members.
+    #[arg(long, env = "HEARTBEAT_MASS_FAILURE_MIN_MEMBERS", default_value_t = 10)]
+    mass_failure_min_members: u32,
     /// Log format.
     #[arg(long, env = "HEARTBEAT_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
+}
+
+fn threshold(s: &str) -> Result<Option<f64>, String> {
+    if s == "off" {
+        return Ok(None);
+    }
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v < 1.0 => Ok(Some(v)),
+        _ => Err(format!(
+            "{s:?} is not a fraction between 0 and 1, or \"off\""
+        )),
+    }
 }
 
 impl ServeArgs {
@@ -55,6 +74,10 @@ impl ServeArgs {
             retention: self.retention,
             join_timeout: self.join_timeout,
             drain: self.drain,
+            mass_failure: self.mass_failure_threshold.map(|threshold| MassFailure {
+                threshold,
+                min_members: self.mass_failure_min_members,
+            }),
             ..ServerConfig::default()
         }
     }

@@ -15,7 +15,7 @@ pub use member::{
     Event, EventKind, Fenced, Health, JoinRequest, Joined, Labels, MemberId, MemberView, Reason,
     State, Status, StreamEnd, Transition,
 };
-pub use registry::{CoreConfig, Outbox, Registry};
+pub use registry::{CoreConfig, MassFailure, Outbox, Registry};
 
 #[cfg(test)]
 mod tests;

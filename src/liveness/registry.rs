@@ -42,6 +42,29 @@ pub struct CoreConfig {
     pub initial_revision: u64,
     /// First session number handed out.
     pub initial_session: u64,
+    /// Mass-failure protection (`None` = off).
+    pub mass_failure: Option<MassFailure>,
+}
+
+/// When more than `threshold` of at least `min_members` live members are
+/// silent (SUSPECT) at once, the fault is probably on the server's side of
+/// the network: a member whose deadline passes then is held SUSPECT (health
+/// unchanged) for one more timeout, once, before normal expiry resumes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MassFailure {
+    /// Fraction of live members that must be silent, in (0, 1).
+    pub threshold: f64,
+    /// Fewest live members for the protection to apply.
+    pub min_members: u32,
+}
+
+impl Default for MassFailure {
+    fn default() -> Self {
+        Self {
+            threshold: 0.5,
+            min_members: 10,
+        }
+    }
 }
 
 impl Default for CoreConfig {
@@ -52,6 +75,7 @@ impl Default for CoreConfig {
             history: 8192,
             initial_revision: 0,
             initial_session: 1,
+            mass_failure: Some(MassFailure::default()),
         }
     }
 }
@@ -69,6 +93,9 @@ pub struct Outbox {
     pub transitions: Vec<Transition>,
     /// The earliest deadline moved earlier: a sleeping driver must wake.
     pub wake: bool,
+    /// Members held SUSPECT by mass-failure protection, with how many of how
+    /// many live members were silent when each was held.
+    pub held: Vec<(Arc<str>, u32, u32)>,
 }
 
 impl Outbox {
@@ -78,6 +105,7 @@ impl Outbox {
             && self.health.is_empty()
             && self.ends.is_empty()
             && self.transitions.is_empty()
+            && self.held.is_empty()
             && !self.wake
     }
 }
@@ -89,6 +117,8 @@ struct Entry {
     ended_at: Option<Instant>,
     /// The registry's stall clock when the last ping (or the Join) was seen.
     stall_mark: Duration,
+    /// Held SUSPECT one extra timeout by mass-failure protection.
+    held: bool,
 }
 
 #[derive(Debug)]
@@ -96,6 +126,16 @@ struct ServiceCount {
     name: Arc<str>,
     listed: u32,
     serving: u32,
+}
+
+/// Silence a SUSPECT member is allowed before DEAD: its timeout, or twice
+/// that while held by mass-failure protection.
+fn hold(e: &Entry) -> Duration {
+    if e.held {
+        e.view.timeout * 2
+    } else {
+        e.view.timeout
+    }
 }
 
 impl ServiceCount {
@@ -126,6 +166,10 @@ pub struct Registry {
     outbox: Outbox,
     /// Total time the server itself was stalled (see [`Registry::stalled`]).
     stall: Duration,
+    /// Members ALIVE or SUSPECT.
+    live: u32,
+    /// Members SUSPECT.
+    suspect: u32,
 }
 
 impl Registry {
@@ -144,6 +188,8 @@ impl Registry {
             queue: DeadlineQueue::new(),
             outbox: Outbox::default(),
             stall: Duration::ZERO,
+            live: 0,
+            suspect: 0,
         }
     }
 
@@ -191,6 +237,7 @@ impl Registry {
                 (v.interval, v.timeout, v.joined_at, v.last_seen) = (interval, timeout, now, now);
                 entry.ended_at = None;
                 entry.stall_mark = stall;
+                entry.held = false;
                 (slot, before)
             }
             None => {
@@ -211,6 +258,7 @@ impl Registry {
                     view,
                     ended_at: None,
                     stall_mark: self.stall,
+                    held: false,
                 });
                 self.index.insert(name, slot);
                 (slot, None)
@@ -248,6 +296,7 @@ impl Registry {
         let stall = self.stall;
         let entry = self.live_entry_mut(id)?;
         entry.stall_mark = stall;
+        entry.held = false;
         let v = &mut entry.view;
         v.last_seen = now;
         if v.state == State::Alive && v.status == status {
@@ -356,7 +405,7 @@ impl Registry {
         e.view
             .state
             .is_live()
-            .then(|| e.view.last_seen + e.view.timeout + credit)
+            .then(|| e.view.last_seen + hold(e) + credit)
     }
 
     /// Health the table implies for a `<service>` or `<service>/<instance>` name.
@@ -386,6 +435,8 @@ impl Registry {
 
     fn step(&mut self, slot: u32, now: Instant) -> bool {
         let stall = self.stall;
+        let mass_failure = self.mass_failure();
+        let (suspect, live) = (self.suspect, self.live);
         let entry = self.entry_mut(slot);
         match entry.view.state {
             State::Alive => {
@@ -394,10 +445,16 @@ impl Registry {
                 self.moved(slot, Some(State::Alive), Some(State::Suspect), None);
                 true
             }
+            State::Suspect if !entry.held && mass_failure => {
+                entry.held = true;
+                let name = entry.view.name.clone();
+                self.outbox.held.push((name, suspect, live));
+                true
+            }
             State::Suspect => {
                 let before = Some(entry.view.health());
                 let credit = stall.saturating_sub(entry.stall_mark);
-                let deadline = entry.view.last_seen + entry.view.timeout + credit;
+                let deadline = entry.view.last_seen + hold(entry) + credit;
                 entry.view.state = State::Dead;
                 entry.ended_at = Some(now);
                 let session = entry.view.session;
@@ -428,13 +485,21 @@ impl Registry {
         let credit = self.stall.saturating_sub(e.stall_mark);
         match v.state {
             State::Alive => v.last_seen + suspect_after(v.interval, v.timeout) + credit,
-            State::Suspect => v.last_seen + v.timeout + credit,
+            State::Suspect => v.last_seen + hold(e) + credit,
             State::Dead | State::Left => e.ended_at.unwrap_or(v.last_seen) + self.cfg.retention,
         }
     }
 
     fn arm(&mut self, slot: u32, when: Instant) {
         self.outbox.wake |= self.queue.schedule(slot, when);
+    }
+
+    /// Whether mass-failure protection holds members now.
+    fn mass_failure(&self) -> bool {
+        self.cfg.mass_failure.is_some_and(|m| {
+            self.live >= m.min_members
+                && f64::from(self.suspect) > m.threshold * f64::from(self.live)
+        })
     }
 
     fn moved(
@@ -444,6 +509,15 @@ impl Registry {
         to: Option<State>,
         late_by: Option<Duration>,
     ) {
+        let count = |s: Option<State>| {
+            (
+                u32::from(s.is_some_and(State::is_live)),
+                u32::from(s == Some(State::Suspect)),
+            )
+        };
+        let ((live_from, suspect_from), (live_to, suspect_to)) = (count(from), count(to));
+        self.live = self.live + live_to - live_from;
+        self.suspect = self.suspect + suspect_to - suspect_from;
         let view = &self.slots[slot as usize].as_ref().expect("occupied").view;
         self.outbox.transitions.push(Transition {
             name: view.name.clone(),

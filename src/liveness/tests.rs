@@ -207,6 +207,68 @@ fn a_server_stall_extends_pending_deadlines_once() {
     );
 }
 
+/// `n` members of which the first `silent` stop pinging after t0; the rest
+/// ping every second. Returns how many DEAD events each poll instant saw.
+fn silence(cfg: CoreConfig, n: usize, silent: usize) -> (Registry, Vec<(u64, usize, usize)>) {
+    let t0 = Instant::now();
+    let mut r = Registry::new(cfg);
+    let ids: Vec<MemberId> = (0..n)
+        .map(|i| r.join(req("db", &format!("m{i:02}")), t0).id)
+        .collect();
+    r.take_outbox();
+    let mut seen = vec![];
+    for t in (500..=7_000).step_by(500) {
+        let now = t0 + ms(t);
+        if t % 1_000 == 0 {
+            for id in &ids[silent..] {
+                r.ping(*id, Status::Serving, now).unwrap();
+            }
+        }
+        r.poll(now);
+        let out = r.take_outbox();
+        let dead = out
+            .events
+            .iter()
+            .filter(|e| e.kind == EventKind::Dead)
+            .count();
+        if dead > 0 || !out.held.is_empty() {
+            seen.push((t, dead, out.held.len()));
+        }
+        assert!(
+            out.health.iter().all(|(n, _)| n.contains('/')) || dead > 0,
+            "service health unchanged while held"
+        );
+    }
+    (r, seen)
+}
+
+#[test]
+fn mass_failure_holds_silent_members_one_more_timeout() {
+    // 11 of 20 silent (55 %): held at 3 s, DEAD at 6 s.
+    let (r, seen) = silence(CoreConfig::default(), 20, 11);
+    assert_eq!(seen, [(3_000, 0, 11), (6_000, 11, 0)]);
+    assert_eq!(r.health("db"), Some(Status::Serving), "9 still serve");
+}
+
+#[test]
+fn mass_failure_needs_more_than_the_threshold_and_enough_members() {
+    // Exactly half silent: not more than 50 %, normal expiry at 3 s.
+    assert_eq!(silence(CoreConfig::default(), 20, 10).1, [(3_000, 10, 0)]);
+    // All silent but only 9 members: below the minimum of 10.
+    assert_eq!(silence(CoreConfig::default(), 9, 9).1, [(3_000, 9, 0)]);
+    // Turned off.
+    let off = CoreConfig {
+        mass_failure: None,
+        ..CoreConfig::default()
+    };
+    assert_eq!(silence(off, 20, 20).1, [(3_000, 20, 0)]);
+    // All silent: held, then DEAD after one more timeout.
+    assert_eq!(
+        silence(CoreConfig::default(), 20, 20).1,
+        [(3_000, 0, 20), (6_000, 20, 0)]
+    );
+}
+
 #[test]
 fn late_poll_steps_through_suspect_to_dead() {
     let t0 = Instant::now();

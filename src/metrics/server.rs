@@ -55,6 +55,7 @@ pub struct ServerMetrics {
     lateness: Histogram,
     lag: Histogram,
     stalls: Counter,
+    holds: Counter,
     /// Live service -> its label value (own name or `_other`).
     labels: Arc<Mutex<HashMap<Arc<str>, Arc<str>>>>,
 }
@@ -77,6 +78,7 @@ impl ServerMetrics {
             // 0.1 ms .. ~3.3 s
             lag: Histogram::new(exponential_buckets(0.000_1, 2.0, 16)),
             stalls: Counter::default(),
+            holds: Counter::default(),
             labels: Arc::default(),
         };
         registry.register(
@@ -121,6 +123,11 @@ impl ServerMetrics {
             m.lag.clone(),
         );
         registry.register(
+            "mass_failure_holds",
+            "Members held SUSPECT one more timeout because most members fell silent at once",
+            m.holds.clone(),
+        );
+        registry.register(
             "stalls",
             "Server stalls detected and credited to pending member deadlines",
             m.stalls.clone(),
@@ -139,6 +146,10 @@ impl ServerMetrics {
 
     pub(crate) fn scheduler_lag(&self, lag: std::time::Duration) {
         self.lag.observe(lag.as_secs_f64());
+    }
+
+    pub(crate) fn held(&self) {
+        self.holds.inc();
     }
 
     pub(crate) fn stalled(&self) {

@@ -14,7 +14,7 @@ use std::time::SystemTime;
 use tokio::sync::{Notify, broadcast, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::ServerConfig;
 use crate::health::HealthMap;
@@ -85,6 +85,7 @@ impl Shared {
             history: cfg.history,
             initial_revision: micros,
             initial_session: micros,
+            mass_failure: cfg.mass_failure,
         });
         Arc::new(Self {
             inner: Mutex::new(Inner {
@@ -139,6 +140,15 @@ impl Shared {
         }
         for t in out.transitions.drain(..) {
             self.metrics.transition(&t);
+        }
+        for (name, silent, live) in out.held.drain(..) {
+            self.metrics.held();
+            warn!(
+                member = %name,
+                silent,
+                live,
+                "mass failure suspected: most members fell silent at once; holding this one SUSPECT for one more timeout"
+            );
         }
         for (name, health) in out.health.drain(..) {
             if health.is_none() && !name.contains('/') {

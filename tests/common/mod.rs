@@ -53,12 +53,35 @@ impl TestServer {
     /// A server on `addr` (e.g. the address of a server that was stopped:
     /// a restart on the same port).
     pub async fn on(addr: SocketAddr, cfg: ServerConfig) -> Self {
+        Self::spawn(addr, cfg, heartbeat::metrics::ServerMetrics::unregistered()).await
+    }
+
+    /// A server whose metrics go to a registry the test reads.
+    pub async fn with_metrics(cfg: ServerConfig) -> (Self, prometheus_client::registry::Registry) {
+        let mut registry = heartbeat::metrics::registry();
+        let metrics = heartbeat::metrics::ServerMetrics::new(&mut registry);
+        (
+            Self::spawn("127.0.0.1:0".parse().unwrap(), cfg, metrics).await,
+            registry,
+        )
+    }
+
+    async fn spawn(
+        addr: SocketAddr,
+        cfg: ServerConfig,
+        metrics: heartbeat::metrics::ServerMetrics,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
-        let handle = tokio::spawn(heartbeat::server::run(listener, cfg, async {
-            let _ = rx.await;
-        }));
+        let handle = tokio::spawn(heartbeat::server::run_with_metrics(
+            listener,
+            cfg,
+            metrics,
+            async {
+                let _ = rx.await;
+            },
+        ));
         Self {
             addr,
             shutdown: Some(tx),
@@ -366,6 +389,14 @@ pub async fn check(health: &mut HealthClient<Channel>, name: &str) -> Result<i32
     .await
     .map(|r| r.into_inner().status)
     .map_err(|s| s.code())
+}
+
+/// One sample of the text exposition of `registry` (0 when absent).
+pub fn metric(registry: &prometheus_client::registry::Registry, key: &str) -> f64 {
+    heartbeat::metrics::encode(registry)
+        .lines()
+        .find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix(' ')))
+        .map_or(0.0, |v| v.parse().expect("a number"))
 }
 
 /// ListMembers of all services.
