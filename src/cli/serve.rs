@@ -43,7 +43,7 @@ pub struct ServeArgs {
     drain: Duration,
     /// Mass-failure protection: when more than this fraction of members fall silent at once, hold them SUSPECT one more timeout ("off" disables).
     #[arg(long, env = "HEARTBEAT_MASS_FAILURE_THRESHOLD", default_value = "0.5", value_parser = threshold)]
-    mass_failure_threshold: Option<f64>,
+    mass_failure_threshold: Threshold,
     /// Mass-failure protection applies only with at least this many live members.
     #[arg(long, env = "HEARTBEAT_MASS_FAILURE_MIN_MEMBERS", default_value_t = 10)]
     mass_failure_min_members: u32,
@@ -52,12 +52,16 @@ pub struct ServeArgs {
     log_format: LogFormat,
 }
 
-fn threshold(s: &str) -> Result<Option<f64>, String> {
+/// A fraction in (0, 1), or `off`.
+#[derive(Debug, Clone, Copy)]
+struct Threshold(Option<f64>);
+
+fn threshold(s: &str) -> Result<Threshold, String> {
     if s == "off" {
-        return Ok(None);
+        return Ok(Threshold(None));
     }
     match s.parse::<f64>() {
-        Ok(v) if v > 0.0 && v < 1.0 => Ok(Some(v)),
+        Ok(v) if v > 0.0 && v < 1.0 => Ok(Threshold(Some(v))),
         _ => Err(format!(
             "{s:?} is not a fraction between 0 and 1, or \"off\""
         )),
@@ -74,7 +78,7 @@ impl ServeArgs {
             retention: self.retention,
             join_timeout: self.join_timeout,
             drain: self.drain,
-            mass_failure: self.mass_failure_threshold.map(|threshold| MassFailure {
+            mass_failure: self.mass_failure_threshold.0.map(|threshold| MassFailure {
                 threshold,
                 min_members: self.mass_failure_min_members,
             }),
