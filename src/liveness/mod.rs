@@ -15,7 +15,7 @@ pub use member::{
     Event, EventKind, Fenced, Health, JoinRequest, Joined, Labels, MemberId, MemberView, Reason,
     State, Status, StreamEnd, Transition,
 };
-pub use registry::{CoreConfig, MassFailure, Outbox, Registry};
+pub use registry::{CoreConfig, MassFailure, Outbox, Registry, Restored};
 
 #[cfg(test)]
 mod tests;

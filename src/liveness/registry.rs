@@ -117,8 +117,8 @@ struct Entry {
     ended_at: Option<Instant>,
     /// The registry's stall clock when the last ping (or the Join) was seen.
     stall_mark: Duration,
-    /// Held SUSPECT one extra timeout by mass-failure protection.
-    held: bool,
+    /// Mass-failure protection of this member.
+    hold: Hold,
 }
 
 #[derive(Debug)]
@@ -128,14 +128,44 @@ struct ServiceCount {
     serving: u32,
 }
 
+/// Mass-failure protection of one member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    /// May be held when its deadline passes during a mass failure.
+    Eligible,
+    /// Held SUSPECT one more timeout.
+    Held,
+    /// Never held (a member restored at start: its one grace is all it gets).
+    Exempt,
+}
+
 /// Silence a SUSPECT member is allowed before DEAD: its timeout, or twice
 /// that while held by mass-failure protection.
 fn hold(e: &Entry) -> Duration {
-    if e.held {
+    if e.hold == Hold::Held {
         e.view.timeout * 2
     } else {
         e.view.timeout
     }
+}
+
+/// A member saved by an earlier run, to [`Registry::restore`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restored {
+    /// Service name.
+    pub service: String,
+    /// Instance name.
+    pub instance: String,
+    /// Labels.
+    pub labels: crate::liveness::Labels,
+    /// Its session in the earlier run (a rejoin gets a larger one).
+    pub session: u64,
+    /// Agreed interval.
+    pub interval: Duration,
+    /// Agreed timeout.
+    pub timeout: Duration,
+    /// Last reported status.
+    pub status: Status,
 }
 
 impl ServiceCount {
@@ -237,7 +267,7 @@ impl Registry {
                 (v.interval, v.timeout, v.joined_at, v.last_seen) = (interval, timeout, now, now);
                 entry.ended_at = None;
                 entry.stall_mark = stall;
-                entry.held = false;
+                entry.hold = Hold::Eligible;
                 (slot, before)
             }
             None => {
@@ -258,7 +288,7 @@ impl Registry {
                     view,
                     ended_at: None,
                     stall_mark: self.stall,
-                    held: false,
+                    hold: Hold::Eligible,
                 });
                 self.index.insert(name, slot);
                 (slot, None)
@@ -296,7 +326,7 @@ impl Registry {
         let stall = self.stall;
         let entry = self.live_entry_mut(id)?;
         entry.stall_mark = stall;
-        entry.held = false;
+        entry.hold = Hold::Eligible;
         let v = &mut entry.view;
         v.last_seen = now;
         if v.state == State::Alive && v.status == status {
@@ -445,8 +475,8 @@ impl Registry {
                 self.moved(slot, Some(State::Alive), Some(State::Suspect), None);
                 true
             }
-            State::Suspect if !entry.held && mass_failure => {
-                entry.held = true;
+            State::Suspect if entry.hold == Hold::Eligible && mass_failure => {
+                entry.hold = Hold::Held;
                 let name = entry.view.name.clone();
                 self.outbox.held.push((name, suspect, live));
                 true
@@ -492,6 +522,43 @@ impl Registry {
 
     fn arm(&mut self, slot: u32, when: Instant) {
         self.outbox.wake |= self.queue.schedule(slot, when);
+    }
+
+    /// Restores a member saved by an earlier run: SUSPECT, health from its
+    /// saved status, with one grace of exactly one timeout from `now` (never
+    /// more: it is exempt from mass-failure holding) to ping or rejoin.
+    /// Ignored if the identity is already listed.
+    pub fn restore(&mut self, m: Restored, now: Instant) {
+        let name = format!("{}/{}", m.service, m.instance);
+        if self.index.contains_key(name.as_str()) {
+            return;
+        }
+        let (interval, timeout) = negotiate(&self.cfg.bounds, Some(m.interval), Some(m.timeout));
+        self.next_session = self.next_session.max(m.session + 1);
+        let name: Arc<str> = name.into();
+        let view = MemberView {
+            name: name.clone(),
+            service_len: m.service.len(),
+            labels: Arc::new(m.labels),
+            state: State::Suspect,
+            status: m.status,
+            session: m.session,
+            interval,
+            timeout,
+            joined_at: now,
+            last_seen: now,
+        };
+        let health = view.health();
+        let slot = self.alloc(Entry {
+            view,
+            ended_at: None,
+            stall_mark: self.stall,
+            hold: Hold::Exempt,
+        });
+        self.index.insert(name, slot);
+        self.account(slot, None, Some(health));
+        self.moved(slot, None, Some(State::Suspect), None);
+        self.arm(slot, now + timeout);
     }
 
     /// Whether mass-failure protection holds members now.

@@ -270,6 +270,66 @@ fn mass_failure_needs_more_than_the_threshold_and_enough_members() {
 }
 
 #[test]
+fn restored_members_get_exactly_one_timeout_to_come_back() {
+    let t0 = Instant::now();
+    let mut r = core();
+    for i in 0..12 {
+        r.restore(
+            Restored {
+                service: "db".into(),
+                instance: format!("m{i:02}"),
+                labels: Labels::new(),
+                session: 7_000 + i,
+                interval: ms(1_000),
+                timeout: ms(3_000),
+                status: if i == 0 {
+                    Status::NotServing
+                } else {
+                    Status::Serving
+                },
+            },
+            t0,
+        );
+    }
+    let out = r.take_outbox();
+    assert!(
+        out.events.is_empty(),
+        "restoring is not a change; watchers get a snapshot"
+    );
+    assert_eq!(
+        r.health("db"),
+        Some(Status::Serving),
+        "service health never drops"
+    );
+    assert_eq!(r.health("db/m00"), Some(Status::NotServing));
+    assert_eq!(r.get("db/m01").unwrap().state, State::Suspect);
+    // One member rejoins: a new, larger session, ALIVE.
+    let j = r.join(req("db", "m01"), t0 + ms(500));
+    assert!(j.id.session > 7_011);
+    r.take_outbox();
+    // All other 11 are silent (92 %): still no hold, DEAD at exactly one timeout.
+    r.ping(j.id, Status::Serving, t0 + ms(2_000)).unwrap();
+    r.poll(t0 + ms(2_999));
+    assert!(
+        r.take_outbox()
+            .events
+            .iter()
+            .all(|e| e.kind != EventKind::Dead)
+    );
+    r.poll(t0 + ms(3_000));
+    let out = r.take_outbox();
+    assert_eq!(
+        out.events
+            .iter()
+            .filter(|e| e.kind == EventKind::Dead)
+            .count(),
+        11
+    );
+    assert!(out.held.is_empty());
+    assert_eq!(r.get("db/m01").unwrap().state, State::Alive);
+}
+
+#[test]
 fn late_poll_steps_through_suspect_to_dead() {
     let t0 = Instant::now();
     let mut r = core();
