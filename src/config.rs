@@ -44,6 +44,8 @@ pub struct ServerConfig {
     pub keepalive_timeout: Duration,
     /// Mass-failure protection (`None` = off).
     pub mass_failure: Option<MassFailure>,
+    /// Where the member table is kept across restarts (`None` = memory only).
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +65,7 @@ impl Default for ServerConfig {
             keepalive_interval: Duration::from_secs(20),
             keepalive_timeout: Duration::from_secs(10),
             mass_failure: Some(MassFailure::default()),
+            state_dir: None,
         }
     }
 }

@@ -47,6 +47,9 @@ pub struct ServeArgs {
     /// Mass-failure protection applies only with at least this many live members.
     #[arg(long, env = "HEARTBEAT_MASS_FAILURE_MIN_MEMBERS", default_value_t = 10)]
     mass_failure_min_members: u32,
+    /// Keep the member table in this directory across restarts (members come back SUSPECT for one timeout).
+    #[arg(long, env = "HEARTBEAT_STATE_DIR")]
+    state_dir: Option<std::path::PathBuf>,
     /// Log format.
     #[arg(long, env = "HEARTBEAT_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -82,6 +85,7 @@ impl ServeArgs {
                 threshold,
                 min_members: self.mass_failure_min_members,
             }),
+            state_dir: self.state_dir.clone(),
             ..ServerConfig::default()
         }
     }

@@ -11,6 +11,7 @@ mod convert;
 mod driver;
 mod error;
 mod members;
+mod persist;
 mod service;
 mod state;
 
@@ -56,6 +57,14 @@ pub enum ServeError {
     /// The transport failed.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The state directory cannot be used.
+    #[error("state dir {}: {error}", dir.display())]
+    State {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// What failed.
+        error: std::io::Error,
+    },
 }
 
 /// Serves on `listener` until `shutdown` completes, then shuts down:
@@ -82,6 +91,36 @@ pub async fn run_with_metrics(
     cfg.validate()?;
     let health = HealthMap::new();
     let shared = state::Shared::new(cfg.clone(), health.clone(), metrics, SystemTime::now());
+    let writer = match &cfg.state_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|error| ServeError::State {
+                dir: dir.clone(),
+                error,
+            })?;
+            let saved = persist::load(dir);
+            let now = tokio::time::Instant::now();
+            let count = saved.len();
+            shared.with(|i| saved.into_iter().for_each(|m| i.core.restore(m, now)));
+            if count > 0 {
+                info!(
+                    members = count,
+                    "restored members from the state dir, SUSPECT for one timeout"
+                );
+            }
+            // Prove the directory is writable before serving.
+            persist::save(dir, &[]).map_err(|error| ServeError::State {
+                dir: dir.clone(),
+                error,
+            })?;
+            shared.dirty.notify_one();
+            Some(tokio::spawn(persist::writer(
+                shared.clone(),
+                dir.clone(),
+                shared.dirty.clone(),
+            )))
+        }
+        None => None,
+    };
     health.set("", Some(Status::Serving));
     health.set(HEARTBEAT_SERVICE, Some(Status::Serving));
 
@@ -139,6 +178,9 @@ pub async fn run_with_metrics(
     shared.drain.cancel();
     health.close_watches();
     let _ = driver.await;
+    if let Some(writer) = writer {
+        let _ = writer.await;
+    }
     // Keep answering (health NOT_SERVING, new Beats refused) for the grace
     // period, so probes and load balancers see the server go unready before
     // it stops accepting connections.

@@ -65,6 +65,8 @@ pub(crate) struct Shared {
     /// Cancelled when shutdown begins: streams drain and end themselves.
     pub(crate) drain: CancellationToken,
     pub(crate) metrics: ServerMetrics,
+    /// Notified on every change of the table (for the state writer).
+    pub(crate) dirty: Arc<Notify>,
 }
 
 impl Shared {
@@ -100,6 +102,7 @@ impl Shared {
             cfg,
             drain: CancellationToken::new(),
             metrics,
+            dirty: Arc::new(Notify::new()),
         })
     }
 
@@ -133,6 +136,9 @@ impl Shared {
         out: &mut Outbox,
         streams: &mut HashMap<u64, oneshot::Sender<StreamEnd>>,
     ) -> Vec<Arc<Event>> {
+        if !out.events.is_empty() {
+            self.dirty.notify_one();
+        }
         for event in &out.events {
             self.metrics.event(event);
             // No receiver is fine: nobody is watching.
