@@ -46,6 +46,12 @@ pub struct ServerConfig {
     pub mass_failure: Option<MassFailure>,
     /// Where the member table is kept across restarts (`None` = memory only).
     pub state_dir: Option<std::path::PathBuf>,
+    /// Most listed members; a Join of a new identity beyond it is refused.
+    pub max_members: usize,
+    /// Most client connections at once; more are closed at accept.
+    pub max_connections: usize,
+    /// Joins per second, server-wide (bursts up to the same number).
+    pub max_join_rate: u32,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +72,9 @@ impl Default for ServerConfig {
             keepalive_timeout: Duration::from_secs(10),
             mass_failure: Some(MassFailure::default()),
             state_dir: None,
+            max_members: 100_000,
+            max_connections: 20_000,
+            max_join_rate: 2_000,
         }
     }
 }
@@ -144,6 +153,11 @@ impl ServerConfig {
                 "--mass-failure-threshold {} must be between 0 and 1 (exclusive), or off",
                 m.threshold
             ));
+        }
+        if self.max_members == 0 || self.max_connections == 0 || self.max_join_rate == 0 {
+            return err(
+                "--max-members, --max-connections and --max-join-rate must be positive".into(),
+            );
         }
         if self.watch_buffer == 0 || self.max_concurrent_streams == 0 {
             return err("watch buffer and max concurrent streams must be positive".into());

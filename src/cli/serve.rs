@@ -47,6 +47,22 @@ pub struct ServeArgs {
     /// Mass-failure protection applies only with at least this many live members.
     #[arg(long, env = "HEARTBEAT_MASS_FAILURE_MIN_MEMBERS", default_value_t = 10)]
     mass_failure_min_members: u32,
+    /// Most listed members; a Join of a new identity beyond it gets RESOURCE_EXHAUSTED.
+    #[arg(long, env = "HEARTBEAT_MAX_MEMBERS", default_value_t = 100_000)]
+    max_members: usize,
+    /// Most client connections at once; more are closed at accept.
+    #[arg(long, env = "HEARTBEAT_MAX_CONNECTIONS", default_value_t = 20_000)]
+    max_connections: usize,
+    /// Most concurrent streams (members) per HTTP/2 connection.
+    #[arg(
+        long,
+        env = "HEARTBEAT_MAX_STREAMS_PER_CONNECTION",
+        default_value_t = 16_384
+    )]
+    max_streams_per_connection: u32,
+    /// Joins per second, server-wide; more get RESOURCE_EXHAUSTED and retry with backoff.
+    #[arg(long, env = "HEARTBEAT_MAX_JOIN_RATE", default_value_t = 2_000)]
+    max_join_rate: u32,
     /// Keep the member table in this directory across restarts (members come back SUSPECT for one timeout).
     #[arg(long, env = "HEARTBEAT_STATE_DIR")]
     state_dir: Option<std::path::PathBuf>,
@@ -86,6 +102,10 @@ impl ServeArgs {
                 min_members: self.mass_failure_min_members,
             }),
             state_dir: self.state_dir.clone(),
+            max_members: self.max_members,
+            max_connections: self.max_connections,
+            max_concurrent_streams: self.max_streams_per_connection,
+            max_join_rate: self.max_join_rate,
             ..ServerConfig::default()
         }
     }

@@ -123,9 +123,61 @@ impl PingWindow {
     }
 }
 
+/// A token bucket: `rate` admissions per second on average, bursts of up
+/// to `burst`. Used for the server-wide join rate.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Option<Instant>,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub fn new(rate: u32, burst: u32) -> Self {
+        Self {
+            rate: f64::from(rate),
+            burst: f64::from(burst.max(1)),
+            tokens: f64::from(burst.max(1)),
+            last: None,
+        }
+    }
+
+    /// Takes a token at `now` if there is one.
+    pub fn admit(&mut self, now: Instant) -> bool {
+        if let Some(last) = self.last {
+            let refill = now.saturating_duration_since(last).as_secs_f64() * self.rate;
+            self.tokens = (self.tokens + refill).min(self.burst);
+        }
+        self.last = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_bucket_table() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(10, 5);
+        // A burst of 5, then nothing until refilled.
+        let admitted: Vec<bool> = (0..7).map(|_| b.admit(t0)).collect();
+        assert_eq!(admitted, [true, true, true, true, true, false, false]);
+        assert!(!b.admit(t0 + ms(99)));
+        assert!(b.admit(t0 + ms(100)), "one token per 100 ms at 10/s");
+        assert!(!b.admit(t0 + ms(150)));
+        // A long pause refills only up to the burst.
+        let later = t0 + ms(60_000);
+        assert_eq!((0..7).filter(|_| b.admit(later)).count(), 5);
+    }
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)

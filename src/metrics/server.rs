@@ -56,6 +56,8 @@ pub struct ServerMetrics {
     lag: Histogram,
     stalls: Counter,
     holds: Counter,
+    connections: Gauge,
+    refused: Family<ReasonLabels, Counter>,
     /// Live service -> its label value (own name or `_other`).
     labels: Arc<Mutex<HashMap<Arc<str>, Arc<str>>>>,
 }
@@ -79,6 +81,8 @@ impl ServerMetrics {
             lag: Histogram::new(exponential_buckets(0.000_1, 2.0, 16)),
             stalls: Counter::default(),
             holds: Counter::default(),
+            connections: Gauge::default(),
+            refused: Family::default(),
             labels: Arc::default(),
         };
         registry.register(
@@ -123,6 +127,16 @@ impl ServerMetrics {
             m.lag.clone(),
         );
         registry.register(
+            "connections",
+            "Open client connections (past the HTTP/2 preface)",
+            m.connections.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed at accept, by reason (connection_limit, handshake_timeout, not_http2)",
+            m.refused.clone(),
+        );
+        registry.register(
             "mass_failure_holds",
             "Members held SUSPECT one more timeout because most members fell silent at once",
             m.holds.clone(),
@@ -146,6 +160,18 @@ impl ServerMetrics {
 
     pub(crate) fn scheduler_lag(&self, lag: std::time::Duration) {
         self.lag.observe(lag.as_secs_f64());
+    }
+
+    pub(crate) fn connection_opened(&self) {
+        self.connections.inc();
+    }
+
+    pub(crate) fn connection_closed(&self) {
+        self.connections.dec();
+    }
+
+    pub(crate) fn connection_refused(&self, reason: &'static str) {
+        self.refused.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     pub(crate) fn held(&self) {

@@ -175,11 +175,19 @@ fn first(shared: &Shared, req: BeatRequest) -> Result<(Box<Joined>, BeatResponse
     let join = validate::join(join)?;
     let now = Instant::now();
     let (tx, ended) = oneshot::channel();
+    let name = format!("{}/{}", join.service, join.instance);
+    let (max_members, max_rate) = (shared.cfg.max_members, shared.cfg.max_join_rate);
     let joined = shared.with(|i| {
+        if !i.joins.admit(now) {
+            return Err(BeatError::JoinRate(max_rate));
+        }
+        if i.core.len() >= max_members && i.core.get(&name).is_none() {
+            return Err(BeatError::MemberLimit(max_members));
+        }
         let joined = i.core.join(join, now);
         i.streams.insert(joined.id.session, tx);
-        joined
-    });
+        Ok(joined)
+    })?;
     let state = Box::new(Joined {
         id: joined.id,
         timeout: joined.timeout,

@@ -55,6 +55,12 @@ pub enum BeatError {
     /// The server is shutting down.
     #[error("server is shutting down")]
     Draining,
+    /// The member limit is reached.
+    #[error("member limit of {0} reached; try another server or later")]
+    MemberLimit(usize),
+    /// Joins arrive faster than the server's join rate.
+    #[error("join rate limit of {0}/s exceeded; retry with backoff")]
+    JoinRate(u32),
 }
 
 impl BeatError {
@@ -77,6 +83,8 @@ impl BeatError {
             BeatError::Seq { .. } => "seq_not_increasing",
             BeatError::Flood { .. } => "ping_flood",
             BeatError::Draining => "draining",
+            BeatError::MemberLimit(_) => "member_limit",
+            BeatError::JoinRate(_) => "join_rate",
             BeatError::Fenced(_) | BeatError::Dead(_) => return None,
         })
     }
@@ -90,7 +98,9 @@ impl BeatError {
             | BeatError::SecondJoin
             | BeatError::Seq { .. } => Code::InvalidArgument,
             BeatError::JoinTimeout(_) | BeatError::Dead(_) => Code::DeadlineExceeded,
-            BeatError::Flood { .. } => Code::ResourceExhausted,
+            BeatError::Flood { .. } | BeatError::MemberLimit(_) | BeatError::JoinRate(_) => {
+                Code::ResourceExhausted
+            }
             BeatError::Fenced(Fenced::Superseded { .. }) => Code::Aborted,
             BeatError::Fenced(Fenced::Dead) => Code::DeadlineExceeded,
             BeatError::Fenced(Fenced::Left | Fenced::Removed) => Code::FailedPrecondition,

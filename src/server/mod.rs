@@ -10,6 +10,7 @@ mod beat;
 mod convert;
 mod driver;
 mod error;
+mod incoming;
 mod members;
 mod persist;
 mod service;
@@ -20,7 +21,6 @@ use std::time::SystemTime;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
 pub use beat::BeatStream;
@@ -144,7 +144,12 @@ pub async fn run_with_metrics(
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_RESPONSE_SIZE);
 
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let (incoming, acceptor) = incoming::accept(
+        listener,
+        cfg.max_connections,
+        cfg.join_timeout,
+        shared.metrics.clone(),
+    );
     let stop = CancellationToken::new();
     let server = tonic::transport::Server::builder()
         .accept_http1(false)
@@ -165,6 +170,7 @@ pub async fn run_with_metrics(
 
     tokio::select! {
         result = &mut server => {
+            acceptor.abort();
             shared.drain.cancel();
             let _ = driver.await;
             return result.map_err(Into::into);
@@ -189,6 +195,7 @@ pub async fn run_with_metrics(
         _ = tokio::time::sleep(cfg.drain) => {}
     }
     info!("closing the listener and open connections");
+    acceptor.abort();
     stop.cancel();
     match tokio::time::timeout(cfg.drain, &mut server).await {
         Ok(result) => result?,

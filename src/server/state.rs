@@ -18,6 +18,7 @@ use tracing::{info, warn};
 
 use crate::config::ServerConfig;
 use crate::health::HealthMap;
+use crate::liveness::timing::TokenBucket;
 use crate::liveness::{CoreConfig, Event, EventKind, Outbox, Registry, StreamEnd};
 use crate::metrics::ServerMetrics;
 
@@ -50,6 +51,8 @@ pub(crate) struct Inner {
     pub(crate) core: Registry,
     /// Open Beat streams by session, to end them on DEAD or takeover.
     pub(crate) streams: HashMap<u64, oneshot::Sender<StreamEnd>>,
+    /// Server-wide join rate.
+    pub(crate) joins: TokenBucket,
 }
 
 /// One server's state.
@@ -93,6 +96,7 @@ impl Shared {
             inner: Mutex::new(Inner {
                 core,
                 streams: HashMap::new(),
+                joins: TokenBucket::new(cfg.max_join_rate, cfg.max_join_rate),
             }),
             health,
             events: broadcast::channel(cfg.watch_buffer).0,
@@ -115,7 +119,7 @@ impl Shared {
             // panic, so a poisoned lock is still safe to use.
             let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
             let r = f(&mut inner);
-            let Inner { core, streams } = &mut *inner;
+            let Inner { core, streams, .. } = &mut *inner;
             let out = core.outbox();
             let events = if out.is_empty() {
                 Vec::new()

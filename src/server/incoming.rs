@@ -1,0 +1,149 @@
+//! Accepting connections with limits, before tonic sees them:
+//! - at most `max_connections` at once; one more is closed at accept;
+//! - a connection must send the 24-byte HTTP/2 client preface within the
+//!   join timeout, or it is closed (slowloris, port scanners, garbage). The
+//!   preface is read here and replayed to the HTTP/2 server, and the wait
+//!   runs in a task of its own, so a slow client never holds up `accept`.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::{Connected, TcpConnectInfo};
+use tracing::debug;
+
+use crate::metrics::ServerMetrics;
+
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// An accepted connection that sent the HTTP/2 preface; holds its slot
+/// under the connection limit until dropped.
+pub(crate) struct Conn {
+    stream: TcpStream,
+    replay: usize,
+    _permit: OwnedSemaphorePermit,
+    metrics: ServerMetrics,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.metrics.connection_closed();
+    }
+}
+
+impl Connected for Conn {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.replay < PREFACE.len() {
+            let n = (PREFACE.len() - self.replay).min(buf.remaining());
+            buf.put_slice(&PREFACE[self.replay..self.replay + n]);
+            self.replay += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+/// Accepts on `listener` until the returned stream is dropped (or the
+/// returned task is aborted, which closes the listener).
+pub(crate) fn accept(
+    listener: TcpListener,
+    max_connections: usize,
+    handshake: Duration,
+    metrics: ServerMetrics,
+) -> (
+    ReceiverStream<io::Result<Conn>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, rx) = mpsc::channel(64);
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let task = tokio::spawn(async move {
+        loop {
+            let stream = match listener.accept().await {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off a little.
+                    debug!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                metrics.connection_refused("connection_limit");
+                continue; // dropping the stream closes it
+            };
+            let _ = stream.set_nodelay(true);
+            if tx.is_closed() {
+                return;
+            }
+            let (tx, metrics) = (tx.clone(), metrics.clone());
+            tokio::spawn(async move {
+                let mut stream = stream;
+                let mut preface = [0u8; 24];
+                match tokio::time::timeout(handshake, stream.read_exact(&mut preface)).await {
+                    Ok(Ok(_)) if &preface == PREFACE => {
+                        metrics.connection_opened();
+                        let conn = Conn {
+                            stream,
+                            replay: 0,
+                            _permit: permit,
+                            metrics,
+                        };
+                        let _ = tx.send(Ok(conn)).await;
+                    }
+                    Ok(Ok(_)) => metrics.connection_refused("not_http2"),
+                    Ok(Err(_)) => {}
+                    Err(_) => metrics.connection_refused("handshake_timeout"),
+                }
+            });
+        }
+    });
+    (ReceiverStream::new(rx), task)
+}
