@@ -98,8 +98,8 @@ async fn two_thousand_members_reconnect_after_a_restart_and_none_dies() {
     // Every member is back with a new session (in a snapshot row or a JOINED
     // event; a watcher may also be re-sent a snapshot), and nobody dies.
     let mut rejoined = std::collections::HashSet::new();
-    let mut note = |m: &heartbeat::pb::heartbeat::v1::Member,
-                    rejoined: &mut std::collections::HashSet<String>| {
+    let note = |m: &heartbeat::pb::heartbeat::v1::Member,
+                rejoined: &mut std::collections::HashSet<String>| {
         assert_ne!(
             m.state,
             heartbeat::pb::heartbeat::v1::MemberState::Dead as i32,
