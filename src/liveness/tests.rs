@@ -674,3 +674,118 @@ proptest! {
         }
     }
 }
+
+/// A naive reference model of SPEC §3: per member, the last ping, the stall
+/// clock at that ping, and the state; every poll recomputes from first
+/// principles what the registry computes incrementally.
+#[derive(Debug, Clone)]
+struct ModelMember {
+    session: u64,
+    last_seen: u64,
+    stall_mark: u64,
+    state: State,
+    ended_at: u64,
+    status: Status,
+}
+
+#[derive(Debug, Default)]
+struct Model {
+    members: BTreeMap<String, ModelMember>,
+    stall: u64,
+}
+
+const INTERVAL: u64 = 1_000;
+const TIMEOUT: u64 = 3_000;
+const RETENTION: u64 = 5_000;
+
+impl Model {
+    fn poll(&mut self, now: u64) {
+        let stall = self.stall;
+        self.members.retain(|_, m| {
+            let credit = stall - m.stall_mark;
+            if m.state.is_live() {
+                if now >= m.last_seen + (INTERVAL + TIMEOUT) / 2 + credit {
+                    m.state = State::Suspect;
+                }
+                if now >= m.last_seen + TIMEOUT + credit {
+                    m.state = State::Dead;
+                    m.ended_at = now;
+                }
+            }
+            m.state.is_live() || now < m.ended_at + RETENTION
+        });
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn matches_the_reference_model(ops in prop::collection::vec(op(), 1..250)) {
+        let t0 = Instant::now();
+        let mut now = 0u64;
+        let mut r = Registry::new(CoreConfig {
+            retention: ms(RETENTION),
+            mass_failure: None,
+            ..CoreConfig::default()
+        });
+        let mut model = Model::default();
+        let mut ids: HashMap<u8, MemberId> = HashMap::new();
+        for op in ops {
+            match op {
+                Op::Join(m) => {
+                    let name = format!("s/{m}");
+                    let j = r.join(req("s", &m.to_string()), t0 + ms(now));
+                    ids.insert(m, j.id);
+                    model.members.insert(name, ModelMember {
+                        session: j.id.session, last_seen: now, stall_mark: model.stall,
+                        state: State::Alive, ended_at: 0, status: Status::Serving,
+                    });
+                }
+                Op::Ping(m, serving) => if let Some(&id) = ids.get(&m) {
+                    let status = if serving { Status::Serving } else { Status::NotServing };
+                    let got = r.ping(id, status, t0 + ms(now));
+                    let mm = model.members.get_mut(&format!("s/{m}"));
+                    let accepted = mm.as_ref().is_some_and(|mm| mm.session == id.session && mm.state.is_live());
+                    prop_assert_eq!(got.is_ok(), accepted, "ping of {} accepted?", m);
+                    if let Some(mm) = mm.filter(|_| accepted) {
+                        (mm.last_seen, mm.stall_mark, mm.state, mm.status) = (now, model.stall, State::Alive, status);
+                    }
+                },
+                Op::Leave(m) => if let Some(&id) = ids.get(&m) {
+                    let got = r.leave(id, t0 + ms(now));
+                    let mm = model.members.get_mut(&format!("s/{m}"));
+                    let accepted = mm.as_ref().is_some_and(|mm| mm.session == id.session && mm.state.is_live());
+                    prop_assert_eq!(got.is_ok(), accepted, "leave of {} accepted?", m);
+                    if let Some(mm) = mm.filter(|_| accepted) {
+                        (mm.state, mm.ended_at) = (State::Left, now);
+                    }
+                },
+                Op::Advance(d) => {
+                    now += u64::from(d);
+                    r.poll(t0 + ms(now));
+                    model.poll(now);
+                }
+                Op::Pause(d) => {
+                    now += u64::from(d);
+                    model.stall += u64::from(d);
+                    r.stalled(ms(u64::from(d)));
+                    r.poll(t0 + ms(now));
+                    model.poll(now);
+                }
+            }
+            r.take_outbox();
+            let got: BTreeMap<String, (u64, State, Status)> = r
+                .members(None)
+                .into_iter()
+                .map(|m| (m.name.to_string(), (m.session, m.state, m.status)))
+                .collect();
+            let want: BTreeMap<String, (u64, State, Status)> = model
+                .members
+                .iter()
+                .map(|(n, m)| (n.clone(), (m.session, m.state, m.status)))
+                .collect();
+            prop_assert_eq!(got, want);
+        }
+    }
+}
