@@ -52,6 +52,21 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Joins per second, server-wide (bursts up to the same number).
     pub max_join_rate: u32,
+    /// TLS on the gRPC port (`None` = plaintext).
+    pub tls: Option<TlsFiles>,
+    /// Who may join what, and who may read (`None` = everybody may).
+    pub authz: Option<crate::authz::Authz>,
+}
+
+/// PEM contents for TLS on the server.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Certificate chain.
+    pub cert: Vec<u8>,
+    /// Private key.
+    pub key: Vec<u8>,
+    /// CA that client certificates must chain to (mTLS); `None` = no client certs.
+    pub client_ca: Option<Vec<u8>>,
 }
 
 impl Default for ServerConfig {
@@ -75,6 +90,8 @@ impl Default for ServerConfig {
             max_members: 100_000,
             max_connections: 20_000,
             max_join_rate: 2_000,
+            tls: None,
+            authz: None,
         }
     }
 }

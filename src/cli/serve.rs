@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use heartbeat::config::ServerConfig;
+use heartbeat::authz::Authz;
+use heartbeat::config::{ServerConfig, TlsFiles};
 use heartbeat::liveness::MassFailure;
 use tracing::{error, info};
 
@@ -63,6 +64,21 @@ pub struct ServeArgs {
     /// Joins per second, server-wide; more get RESOURCE_EXHAUSTED and retry with backoff.
     #[arg(long, env = "HEARTBEAT_MAX_JOIN_RATE", default_value_t = 2_000)]
     max_join_rate: u32,
+    /// TLS certificate chain (PEM) for the gRPC port.
+    #[arg(long, env = "HEARTBEAT_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// TLS private key (PEM) for the gRPC port.
+    #[arg(long, env = "HEARTBEAT_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// CA (PEM) that client certificates must chain to: mTLS on the gRPC port.
+    #[arg(long, env = "HEARTBEAT_TLS_CLIENT_CA", requires = "tls_cert")]
+    tls_client_ca: Option<std::path::PathBuf>,
+    /// Authorisation file (JSON): which identities may join which services, and who may read.
+    #[arg(long, env = "HEARTBEAT_AUTHZ_FILE")]
+    authz_file: Option<std::path::PathBuf>,
+    /// A plaintext port serving only grpc.health.v1.Health (for kubelet probes under mTLS).
+    #[arg(long, env = "HEARTBEAT_HEALTH_LISTEN")]
+    health_listen: Option<SocketAddr>,
     /// Keep the member table in this directory across restarts (members come back SUSPECT for one timeout).
     #[arg(long, env = "HEARTBEAT_STATE_DIR")]
     state_dir: Option<std::path::PathBuf>,
@@ -87,7 +103,33 @@ fn threshold(s: &str) -> Result<Threshold, String> {
     }
 }
 
+fn read(flag: &str, path: &std::path::Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{flag} {}: {e}", path.display()))
+}
+
 impl ServeArgs {
+    fn security(&self) -> Result<(Option<TlsFiles>, Option<Authz>), String> {
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: read("--tls-cert", cert)?,
+                key: read("--tls-key", key)?,
+                client_ca: match &self.tls_client_ca {
+                    Some(ca) => Some(read("--tls-client-ca", ca)?),
+                    None => None,
+                },
+            }),
+            _ => None,
+        };
+        let authz = match &self.authz_file {
+            Some(path) => Some(
+                Authz::parse(&read("--authz-file", path)?)
+                    .map_err(|e| format!("--authz-file {}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        Ok((tls, authz))
+    }
+
     fn config(&self) -> ServerConfig {
         ServerConfig {
             default_interval: self.default_interval,
@@ -113,7 +155,14 @@ impl ServeArgs {
 
 pub(crate) fn main(args: ServeArgs) -> ExitCode {
     logging::init(args.log_format);
-    let cfg = args.config();
+    let mut cfg = args.config();
+    match args.security() {
+        Ok((tls, authz)) => (cfg.tls, cfg.authz) = (tls, authz),
+        Err(e) => {
+            error!(error = %e, "cannot start");
+            return ExitCode::from(1);
+        }
+    }
     if let Err(e) = cfg.validate() {
         error!(error = %e, "cannot start");
         return ExitCode::from(1);
@@ -140,7 +189,28 @@ pub(crate) fn main(args: ServeArgs) -> ExitCode {
             error!(error = %e, "cannot start");
             return ExitCode::from(1);
         }
-        let run = heartbeat::server::run_with_metrics(listener, cfg, metrics, signal::shutdown());
+        let health_listener = match args.health_listen {
+            Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => {
+                    if let Ok(a) = l.local_addr() {
+                        info!(addr = %a, "health listening");
+                    }
+                    Some(l)
+                }
+                Err(e) => {
+                    error!(addr = %addr, error = %e, "cannot listen for health");
+                    return ExitCode::from(1);
+                }
+            },
+            None => None,
+        };
+        let run = heartbeat::server::run_full(
+            listener,
+            health_listener,
+            cfg,
+            metrics,
+            signal::shutdown(),
+        );
         match run.await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -34,6 +34,19 @@ pub struct ClientConfig {
     pub initial_status: Status,
     /// Where to record RTT, pings, reconnects and state, if anywhere.
     pub metrics: Option<ClientMetrics>,
+    /// TLS towards the servers (`https://` URLs; plain `host:port` becomes https).
+    pub tls: Option<ClientTls>,
+    /// Bearer token sent with every Beat (`authorization: Bearer …`).
+    pub token: Option<String>,
+}
+
+/// PEM contents for TLS from the client.
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    /// CA that the server's certificate must chain to.
+    pub ca: Vec<u8>,
+    /// Client certificate chain and key, for mTLS.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Timeout assumed before any Welcome told the agreed one (the server default).
@@ -65,6 +78,8 @@ impl ClientConfig {
             leave_timeout: Duration::from_secs(1),
             initial_status: Status::Serving,
             metrics: None,
+            tls: None,
+            token: None,
         }
     }
 
@@ -105,7 +120,12 @@ impl ClientConfig {
             return Err(err("at least one server is needed".into()));
         }
         for server in &mut self.servers {
-            *server = server_url(server).map_err(err)?;
+            *server = server_url_with(server, self.tls.is_some()).map_err(err)?;
+        }
+        if let Some(t) = &self.token
+            && (t.is_empty() || t.contains(['\r', '\n']))
+        {
+            return Err(err("token must be one non-empty line".into()));
         }
         validate::service("service", &self.service).map_err(|e| err(e.to_string()))?;
         validate::instance("instance", &self.instance).map_err(|e| err(e.to_string()))?;
@@ -120,21 +140,38 @@ impl ClientConfig {
 }
 
 /// `host:port`, `http://host:port` → `http://host:port`; anything else is
-/// refused with the reason.
+/// refused with the reason. `https://` needs TLS settings (see
+/// [`server_url_with`]).
 pub fn server_url(s: &str) -> Result<String, String> {
+    server_url_with(s, false)
+}
+
+/// Like [`server_url`]; with `tls`, a bare `host:port` means `https://` and
+/// `http://` is refused (TLS settings would be ignored).
+pub fn server_url_with(s: &str, tls: bool) -> Result<String, String> {
     let s = s.trim();
     let url = if s.contains("://") {
         s.to_owned()
+    } else if tls {
+        format!("https://{s}")
     } else {
         format!("http://{s}")
     };
-    if url.starts_with("https://") {
-        return Err(format!(
-            "server {s:?}: https is not supported by this build yet; use http://"
-        ));
-    }
-    if !url.starts_with("http://") {
-        return Err(format!("server {s:?}: use host:port or http://host:port"));
+    match (url.split("://").next(), tls) {
+        (Some("http"), false) | (Some("https"), true) => {}
+        (Some("https"), false) => {
+            return Err(format!("server {s:?}: https needs a CA (--tls-ca)"));
+        }
+        (Some("http"), true) => {
+            return Err(format!(
+                "server {s:?}: TLS is configured; use https:// or host:port"
+            ));
+        }
+        _ => {
+            return Err(format!(
+                "server {s:?}: use host:port or http(s)://host:port"
+            ));
+        }
     }
     let uri: tonic::codegen::http::Uri = url.parse().map_err(|e| format!("server {s:?}: {e}"))?;
     match (uri.host(), uri.port_u16(), uri.path()) {
@@ -161,7 +198,9 @@ mod tests {
         assert_eq!(server_url("[::1]:50051").unwrap(), "http://[::1]:50051");
         assert!(server_url("localhost").unwrap_err().contains("port"));
         assert!(server_url("ftp://x:1").is_err());
-        assert!(server_url("https://x:1").unwrap_err().contains("https"));
+        assert!(server_url("https://x:1").unwrap_err().contains("CA"));
+        assert_eq!(server_url_with("x:1", true).unwrap(), "https://x:1");
+        assert!(server_url_with("http://x:1", true).is_err());
         assert!(server_url("http://x:1/path").is_err());
     }
 

@@ -35,7 +35,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use backoff::{Backoff, BackoffError, first_reconnect_delay};
-pub use config::{ClientConfig, ClientConfigError, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, server_url};
+pub use config::{
+    ClientConfig, ClientConfigError, ClientTls, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, server_url,
+    server_url_with,
+};
 pub use state::{ClientState, ClientStatus};
 
 use crate::liveness::Status;

@@ -16,11 +16,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity as TlsIdentity};
 use tracing::debug;
 
 use super::LeaveError;
-use super::config::ClientConfig;
+use super::config::{ClientConfig, ClientTls};
 use super::state::{ClientState, ClientStatus};
 use crate::liveness::Status;
 use crate::metrics::ClientMetrics;
@@ -78,11 +78,20 @@ fn member_status(s: Status) -> i32 {
     }
 }
 
-async fn connect(url: &str, wait: Duration) -> Result<Channel, String> {
-    let endpoint = Endpoint::from_shared(url.to_owned())
+async fn connect(url: &str, wait: Duration, tls: Option<&ClientTls>) -> Result<Channel, String> {
+    let mut endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|e| e.to_string())?
         .connect_timeout(wait)
         .tcp_nodelay(true);
+    if let Some(tls) = tls {
+        let mut cfg = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca));
+        if let Some((cert, key)) = &tls.identity {
+            cfg = cfg.identity(TlsIdentity::from_pem(cert, key));
+        }
+        endpoint = endpoint
+            .tls_config(cfg)
+            .map_err(|e| format!("TLS settings: {e}"))?;
+    }
     match tokio::time::timeout(wait, endpoint.connect()).await {
         Ok(Ok(channel)) => Ok(channel),
         Ok(Err(e)) => Err(format!("connect {url}: {e}")),
@@ -94,7 +103,7 @@ async fn connect(url: &str, wait: Duration) -> Result<Channel, String> {
 pub(crate) async fn run(ctx: &mut Ctx<'_>, url: &str) -> End {
     let wait = ctx.status.borrow().timeout;
     let deadline = Instant::now() + wait;
-    let channel = match connect(url, wait).await {
+    let channel = match connect(url, wait, ctx.cfg.tls.as_ref()).await {
         Ok(c) => c,
         Err(e) => return End::Failed(e),
     };
@@ -110,10 +119,19 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>, url: &str) -> End {
         kind: Some(beat_request::Kind::Join(join)),
     });
     let mut client = HeartbeatClient::new(channel);
-    let call = tokio::time::timeout_at(deadline, client.beat(ReceiverStream::new(rx)));
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    if let Some(token) = &ctx.cfg.token {
+        match format!("Bearer {token}").parse() {
+            Ok(v) => {
+                request.metadata_mut().insert("authorization", v);
+            }
+            Err(_) => return End::Failed("the token is not a valid header value".into()),
+        }
+    }
+    let call = tokio::time::timeout_at(deadline, client.beat(request));
     let mut responses = match call.await {
         Ok(Ok(r)) => r.into_inner(),
-        Ok(Err(s)) => return End::Failed(format!("Beat refused: {}", s.message())),
+        Ok(Err(s)) => return End::Failed(format!("Beat refused: {:?}: {}", s.code(), s.message())),
         Err(_) => return End::Failed(format!("no answer to Beat within {wait:?}")),
     };
     let welcome = match tokio::time::timeout_at(deadline, responses.message()).await {

@@ -26,6 +26,7 @@ use tracing::debug;
 use super::convert::duration;
 use super::error::BeatError;
 use super::state::Shared;
+use crate::authz::Identity;
 use crate::liveness::timing::{MAX_PINGS_PER_WINDOW, PingWindow, rate_window};
 use crate::liveness::{MemberId, StreamEnd};
 use crate::pb::heartbeat::v1::{
@@ -37,7 +38,11 @@ use crate::validate;
 pub type BeatStream = Pin<Box<dyn Stream<Item = Result<BeatResponse, GrpcStatus>> + Send>>;
 
 /// Starts a Beat session over `inbound`.
-pub(crate) fn beat(shared: Arc<Shared>, inbound: Streaming<BeatRequest>) -> BeatStream {
+pub(crate) fn beat(
+    shared: Arc<Shared>,
+    inbound: Streaming<BeatRequest>,
+    identity: Identity,
+) -> BeatStream {
     let started = Instant::now();
     shared.metrics.stream_opened();
     let phase = if shared.drain.is_cancelled() {
@@ -48,6 +53,7 @@ pub(crate) fn beat(shared: Arc<Shared>, inbound: Streaming<BeatRequest>) -> Beat
         )))
     };
     let session = Session {
+        identity,
         drained: Box::pin(shared.drain.clone().cancelled_owned()),
         shared,
         inbound,
@@ -60,6 +66,7 @@ pub(crate) fn beat(shared: Arc<Shared>, inbound: Streaming<BeatRequest>) -> Beat
 }
 
 struct Session {
+    identity: Identity,
     shared: Arc<Shared>,
     inbound: Streaming<BeatRequest>,
     phase: Phase,
@@ -88,6 +95,7 @@ type Item = Result<BeatResponse, GrpcStatus>;
 impl Session {
     async fn next(&mut self) -> Option<Item> {
         let Session {
+            identity,
             shared,
             inbound,
             phase,
@@ -108,7 +116,7 @@ impl Session {
                 };
                 *phase = Phase::Done;
                 match msg {
-                    Ok(Some(req)) => Some(match first(shared, req) {
+                    Ok(Some(req)) => Some(match first(shared, identity, req) {
                         Ok((joined, welcome)) => {
                             *phase = Phase::Joined(joined);
                             Ok(welcome)
@@ -165,7 +173,11 @@ impl Session {
     }
 }
 
-fn first(shared: &Shared, req: BeatRequest) -> Result<(Box<Joined>, BeatResponse), BeatError> {
+fn first(
+    shared: &Shared,
+    identity: &Identity,
+    req: BeatRequest,
+) -> Result<(Box<Joined>, BeatResponse), BeatError> {
     let join = match req.kind {
         Some(beat_request::Kind::Join(join)) => join,
         Some(beat_request::Kind::Ping(_)) => return Err(BeatError::NotJoin("ping")),
@@ -173,6 +185,14 @@ fn first(shared: &Shared, req: BeatRequest) -> Result<(Box<Joined>, BeatResponse
         None => return Err(BeatError::Empty),
     };
     let join = validate::join(join)?;
+    if let Some(authz) = &shared.cfg.authz
+        && !authz.may_join(identity, &join.service)
+    {
+        return Err(BeatError::PermissionDenied {
+            identity: identity.describe(),
+            service: join.service,
+        });
+    }
     let now = Instant::now();
     let (tx, ended) = oneshot::channel();
     let name = format!("{}/{}", join.service, join.instance);

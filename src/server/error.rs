@@ -58,6 +58,14 @@ pub enum BeatError {
     /// The member limit is reached.
     #[error("member limit of {0} reached; try another server or later")]
     MemberLimit(usize),
+    /// The identity may not join as this service.
+    #[error("{identity} may not join as service {service:?}")]
+    PermissionDenied {
+        /// Who asked (never a token).
+        identity: String,
+        /// The service.
+        service: String,
+    },
     /// Joins arrive faster than the server's join rate.
     #[error("join rate limit of {0}/s exceeded; retry with backoff")]
     JoinRate(u32),
@@ -85,6 +93,7 @@ impl BeatError {
             BeatError::Draining => "draining",
             BeatError::MemberLimit(_) => "member_limit",
             BeatError::JoinRate(_) => "join_rate",
+            BeatError::PermissionDenied { .. } => "permission_denied",
             BeatError::Fenced(_) | BeatError::Dead(_) => return None,
         })
     }
@@ -105,6 +114,7 @@ impl BeatError {
             BeatError::Fenced(Fenced::Dead) => Code::DeadlineExceeded,
             BeatError::Fenced(Fenced::Left | Fenced::Removed) => Code::FailedPrecondition,
             BeatError::Draining => Code::Unavailable,
+            BeatError::PermissionDenied { .. } => Code::PermissionDenied,
         }
     }
 }

@@ -1,9 +1,10 @@
 //! Accepting connections with limits, before tonic sees them:
 //! - at most `max_connections` at once; one more is closed at accept;
-//! - a connection must send the 24-byte HTTP/2 client preface within the
-//!   join timeout, or it is closed (slowloris, port scanners, garbage). The
-//!   preface is read here and replayed to the HTTP/2 server, and the wait
-//!   runs in a task of its own, so a slow client never holds up `accept`.
+//! - a connection must send the 24-byte HTTP/2 client preface (or, with TLS,
+//!   a TLS handshake record) within the join timeout, or it is closed
+//!   (slowloris, port scanners, garbage). The bytes are read here and
+//!   replayed to the server, and the wait runs in a task of its own, so a
+//!   slow client never holds up `accept`.
 
 use std::io;
 use std::pin::Pin;
@@ -22,10 +23,38 @@ use crate::metrics::ServerMetrics;
 
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// An accepted connection that sent the HTTP/2 preface; holds its slot
-/// under the connection limit until dropped.
+/// What a connection must start with, within the handshake deadline.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Gate {
+    /// The 24-byte HTTP/2 client preface (plaintext).
+    Http2,
+    /// A TLS handshake record (the rest is rustls' business).
+    Tls,
+}
+
+impl Gate {
+    fn prefix_len(self) -> usize {
+        match self {
+            Gate::Http2 => PREFACE.len(),
+            Gate::Tls => 1,
+        }
+    }
+
+    fn accepts(self, prefix: &[u8]) -> bool {
+        match self {
+            Gate::Http2 => prefix == PREFACE,
+            Gate::Tls => prefix == [0x16],
+        }
+    }
+}
+
+/// An accepted connection that began as its gate requires; the bytes read
+/// to check it are replayed. Holds its slot under the connection limit until
+/// dropped.
 pub(crate) struct Conn {
     stream: TcpStream,
+    prefix: [u8; 24],
+    prefix_len: usize,
     replay: usize,
     _permit: OwnedSemaphorePermit,
     metrics: ServerMetrics,
@@ -51,9 +80,10 @@ impl AsyncRead for Conn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if self.replay < PREFACE.len() {
-            let n = (PREFACE.len() - self.replay).min(buf.remaining());
-            buf.put_slice(&PREFACE[self.replay..self.replay + n]);
+        if self.replay < self.prefix_len {
+            let n = (self.prefix_len - self.replay).min(buf.remaining());
+            let start = self.replay;
+            buf.put_slice(&self.prefix[start..start + n]);
             self.replay += n;
             return Poll::Ready(Ok(()));
         }
@@ -97,6 +127,7 @@ pub(crate) fn accept(
     listener: TcpListener,
     max_connections: usize,
     handshake: Duration,
+    gate: Gate,
     metrics: ServerMetrics,
 ) -> (
     ReceiverStream<io::Result<Conn>>,
@@ -126,19 +157,26 @@ pub(crate) fn accept(
             let (tx, metrics) = (tx.clone(), metrics.clone());
             tokio::spawn(async move {
                 let mut stream = stream;
-                let mut preface = [0u8; 24];
-                match tokio::time::timeout(handshake, stream.read_exact(&mut preface)).await {
-                    Ok(Ok(_)) if &preface == PREFACE => {
+                let mut prefix = [0u8; 24];
+                let len = gate.prefix_len();
+                let read = stream.read_exact(&mut prefix[..len]);
+                match tokio::time::timeout(handshake, read).await {
+                    Ok(Ok(_)) if gate.accepts(&prefix[..len]) => {
                         metrics.connection_opened();
                         let conn = Conn {
                             stream,
+                            prefix,
+                            prefix_len: len,
                             replay: 0,
                             _permit: permit,
                             metrics,
                         };
                         let _ = tx.send(Ok(conn)).await;
                     }
-                    Ok(Ok(_)) => metrics.connection_refused("not_http2"),
+                    Ok(Ok(_)) => metrics.connection_refused(match gate {
+                        Gate::Http2 => "not_http2",
+                        Gate::Tls => "not_tls",
+                    }),
                     Ok(Err(_)) => {}
                     Err(_) => metrics.connection_refused("handshake_timeout"),
                 }

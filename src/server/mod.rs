@@ -88,6 +88,19 @@ pub async fn run_with_metrics(
     metrics: ServerMetrics,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    run_full(listener, None, cfg, metrics, shutdown).await
+}
+
+/// [`run_with_metrics`], plus `health_listener`: a plaintext port that
+/// serves only `grpc.health.v1.Health` (for kubelet probes, which cannot do
+/// mTLS), with no authorisation.
+pub async fn run_full(
+    listener: TcpListener,
+    health_listener: Option<TcpListener>,
+    cfg: ServerConfig,
+    metrics: ServerMetrics,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
     cfg.validate()?;
     let health = HealthMap::new();
     let shared = state::Shared::new(cfg.clone(), health.clone(), metrics, SystemTime::now());
@@ -143,15 +156,39 @@ pub async fn run_with_metrics(
         .into_server()
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_RESPONSE_SIZE);
+    let authz = cfg.authz.clone();
+    let health_server = tonic::service::interceptor::InterceptedService::new(
+        health_server,
+        move |req: tonic::Request<()>| service::read_allowed(authz.as_ref(), &req).map(|()| req),
+    );
 
+    let gate = if cfg.tls.is_some() {
+        incoming::Gate::Tls
+    } else {
+        incoming::Gate::Http2
+    };
     let (incoming, acceptor) = incoming::accept(
         listener,
         cfg.max_connections,
         cfg.join_timeout,
+        gate,
         shared.metrics.clone(),
     );
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &cfg.tls {
+        let mut t = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(&tls.cert, &tls.key));
+        if let Some(ca) = &tls.client_ca {
+            // With an authorisation file, it decides (token-only clients
+            // present no certificate); without one, mTLS is the only gate.
+            t = t
+                .client_ca_root(tonic::transport::Certificate::from_pem(ca))
+                .client_auth_optional(cfg.authz.is_some());
+        }
+        builder = builder.tls_config(t)?;
+    }
     let stop = CancellationToken::new();
-    let server = tonic::transport::Server::builder()
+    let server = builder
         .accept_http1(false)
         .max_concurrent_streams(cfg.max_concurrent_streams)
         .http2_keepalive_interval(Some(cfg.keepalive_interval))
@@ -167,6 +204,20 @@ pub async fn run_with_metrics(
         .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned());
     tokio::pin!(server);
     let driver = tokio::spawn(driver::run(shared.clone()));
+    let health_only = health_listener.map(|l| {
+        let service = HealthService::new(health.clone())
+            .into_server()
+            .max_decoding_message_size(MAX_MESSAGE_SIZE);
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .accept_http1(false)
+                .add_service(service)
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true)),
+                    stop.clone().cancelled_owned(),
+                ),
+        )
+    });
 
     tokio::select! {
         result = &mut server => {
@@ -197,6 +248,9 @@ pub async fn run_with_metrics(
     info!("closing the listener and open connections");
     acceptor.abort();
     stop.cancel();
+    if let Some(h) = health_only {
+        h.abort();
+    }
     match tokio::time::timeout(cfg.drain, &mut server).await {
         Ok(result) => result?,
         Err(_) => warn!(

@@ -8,9 +8,35 @@ use tonic::{Request, Response, Status as GrpcStatus, Streaming};
 use super::beat::{self, BeatStream};
 use super::members::{self, WatchMembersStream};
 use super::state::Shared;
+use crate::authz::{Authz, Identity};
 use crate::pb::heartbeat::v1::{
     BeatRequest, ListMembersRequest, ListMembersResponse, WatchMembersRequest, heartbeat_server,
 };
+
+/// Refuses a read RPC to a client the authorisation file does not let read.
+pub(crate) fn may_read<T>(shared: &Shared, req: &Request<T>) -> Result<(), GrpcStatus> {
+    read_allowed(shared.cfg.authz.as_ref(), req)
+}
+
+/// The read rule of `authz` (if any) for `req`.
+pub(crate) fn read_allowed<T>(authz: Option<&Authz>, req: &Request<T>) -> Result<(), GrpcStatus> {
+    let Some(authz) = authz else {
+        return Ok(());
+    };
+    let id = Identity::of(req);
+    if authz.may_read(&id) {
+        Ok(())
+    } else if id.principals.is_empty() {
+        Err(GrpcStatus::unauthenticated(
+            "reading needs a client certificate or a bearer token",
+        ))
+    } else {
+        Err(GrpcStatus::permission_denied(format!(
+            "{} may not read",
+            id.describe()
+        )))
+    }
+}
 
 /// The Heartbeat service of one server.
 #[derive(Debug, Clone)]
@@ -26,9 +52,11 @@ impl heartbeat_server::Heartbeat for HeartbeatService {
         &self,
         request: Request<Streaming<BeatRequest>>,
     ) -> Result<Response<BeatStream>, GrpcStatus> {
+        let identity = Identity::of(&request);
         Ok(Response::new(beat::beat(
             self.shared.clone(),
             request.into_inner(),
+            identity,
         )))
     }
 
@@ -36,6 +64,7 @@ impl heartbeat_server::Heartbeat for HeartbeatService {
         &self,
         request: Request<ListMembersRequest>,
     ) -> Result<Response<ListMembersResponse>, GrpcStatus> {
+        may_read(&self.shared, &request)?;
         members::list(&self.shared, request.into_inner()).map(Response::new)
     }
 
@@ -45,6 +74,7 @@ impl heartbeat_server::Heartbeat for HeartbeatService {
         &self,
         request: Request<WatchMembersRequest>,
     ) -> Result<Response<WatchMembersStream>, GrpcStatus> {
+        may_read(&self.shared, &request)?;
         members::watch(self.shared.clone(), request.into_inner()).map(Response::new)
     }
 }
