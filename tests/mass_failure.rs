@@ -9,7 +9,6 @@ use std::time::{Duration, SystemTime};
 
 use common::proxy::Proxy;
 use common::*;
-use heartbeat::client::{Client, ClientConfig, ClientState};
 use heartbeat::config::ServerConfig;
 use heartbeat::pb::health::v1::HealthCheckRequest;
 use heartbeat::pb::heartbeat::v1::{EventType, MemberEvent};
@@ -24,29 +23,6 @@ fn cfg() -> ServerConfig {
     }
 }
 
-async fn fleet(url: &str, n: usize) -> Vec<Client> {
-    let mut members = vec![];
-    for i in 0..n {
-        members.push(
-            Client::spawn(ClientConfig::new(
-                [url.to_owned()],
-                "fleet",
-                format!("m{i:02}"),
-            ))
-            .unwrap(),
-        );
-    }
-    for m in &members {
-        within(
-            "ONLINE",
-            m.subscribe().wait_for(|s| s.state == ClientState::Online),
-        )
-        .await
-        .unwrap();
-    }
-    members
-}
-
 fn last_seen(e: &MemberEvent) -> SystemTime {
     SystemTime::try_from(e.member.as_ref().unwrap().last_seen.unwrap()).unwrap()
 }
@@ -55,7 +31,8 @@ fn last_seen(e: &MemberEvent) -> SystemTime {
 async fn a_partition_is_held_one_more_timeout_with_health_unchanged() {
     let (server, registry) = TestServer::with_metrics(cfg()).await;
     let proxy = Proxy::start(server.addr).await;
-    let members = fleet(&proxy.url(), 20).await;
+    let members = spawn_fleet(&proxy.url(), "fleet", 20);
+    all_online(&members).await;
     let mut events = Events::open(&mut server.client().await, "", 0).await;
     events.snapshot().await;
     let mut health = server.health().await;
@@ -112,10 +89,11 @@ async fn a_partition_is_held_one_more_timeout_with_health_unchanged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_of_the_fleet_dying_expires_normally() {
     let (server, registry) = TestServer::with_metrics(cfg()).await;
-    let mut members = fleet(&server.url(), 20).await;
+    let mut members = spawn_fleet(&server.url(), "fleet", 20);
+    all_online(&members).await;
     let mut events = Events::open(&mut server.client().await, "", 0).await;
     events.snapshot().await;
-    members.truncate(10); // m10..m19 die for real
+    members.truncate(10); // m0010..m0019 die for real
     let mut dead = 0;
     while dead < 10 {
         let e = events.next().await;

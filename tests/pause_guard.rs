@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use common::process::Proc;
 use common::*;
-use heartbeat::client::{Client, ClientConfig, ClientState};
 use heartbeat::pb::heartbeat::v1::{EventType, MemberState, heartbeat_client::HeartbeatClient};
 
 const TIMEOUT: Duration = Duration::from_secs(1);
@@ -32,35 +31,9 @@ async fn sigstop_of_the_server_kills_no_member() {
     ]);
     let addr = p.logged_addr("listening").await;
     let url = format!("http://{addr}");
-    let mut hb = HeartbeatClient::new(
-        within(
-            "connect",
-            tonic::transport::Channel::from_shared(url.clone())
-                .unwrap()
-                .connect(),
-        )
-        .await
-        .unwrap(),
-    );
-    let mut members = vec![];
-    for i in 0..200 {
-        members.push(
-            Client::spawn(ClientConfig::new(
-                [url.clone()],
-                "fleet",
-                format!("m{i:03}"),
-            ))
-            .unwrap(),
-        );
-    }
-    for m in &members {
-        within(
-            "all ONLINE",
-            m.subscribe().wait_for(|s| s.state == ClientState::Online),
-        )
-        .await
-        .unwrap();
-    }
+    let mut hb = HeartbeatClient::new(connect_addr(&addr).await);
+    let mut members = spawn_fleet(&url, "fleet", 200);
+    all_online(&members).await;
     let mut events = Events::open(&mut hb, "", 0).await;
     let (rows, _) = events.snapshot().await;
     assert_eq!(rows.len(), 200);
@@ -73,13 +46,13 @@ async fn sigstop_of_the_server_kills_no_member() {
     p.signal("-CONT");
     let resumed = tokio::time::Instant::now();
 
-    let seen = events.until(EventType::Dead, "m199").await;
+    let seen = events.until(EventType::Dead, "m0199").await;
     let dead_after = resumed.elapsed();
     let others_dead: Vec<&str> = seen
         .iter()
         .filter(|e| kind_of(e) == EventType::Dead)
         .map(|e| e.member.as_ref().unwrap().instance.as_str())
-        .filter(|i| *i != "m199")
+        .filter(|i| *i != "m0199")
         .collect();
     assert!(
         others_dead.is_empty(),
@@ -96,14 +69,7 @@ async fn sigstop_of_the_server_kills_no_member() {
     })
     .await;
 
-    for m in &members {
-        within(
-            "back ONLINE",
-            m.subscribe().wait_for(|s| s.state == ClientState::Online),
-        )
-        .await
-        .unwrap();
-    }
+    all_online(&members).await;
     let listed = common::members(&mut hb).await;
     let alive = listed
         .iter()
@@ -114,7 +80,7 @@ async fn sigstop_of_the_server_kills_no_member() {
         .filter(|m| m.state == MemberState::Dead as i32)
         .map(|m| m.instance.as_str())
         .collect();
-    assert_eq!((alive, dead), (199, vec!["m199"]));
+    assert_eq!((alive, dead), (199, vec!["m0199"]));
     drop(members);
     p.signal("-TERM");
     assert_eq!(p.wait_exit(WAIT).await.code(), Some(0));

@@ -7,7 +7,6 @@ mod common;
 
 use common::process::Proc;
 use common::*;
-use heartbeat::client::{Client, ClientConfig, ClientState};
 use heartbeat::pb::health::v1::{HealthCheckRequest, health_client::HealthClient};
 use heartbeat::pb::heartbeat::v1::{EventType, MemberState};
 
@@ -38,17 +37,6 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
     dir
 }
 
-async fn connect(addr: &str) -> tonic::transport::Channel {
-    within(
-        "connect",
-        tonic::transport::Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect(),
-    )
-    .await
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_and_restart_keeps_the_fleet() {
     let dir = temp_dir("restart");
@@ -61,25 +49,8 @@ async fn kill_9_and_restart_keeps_the_fleet() {
     let addr = format!("127.0.0.1:{port}");
     let mut p = serve(&addr, &dir_s);
     p.logged_addr("listening").await;
-    let mut members = vec![];
-    for i in 0..200 {
-        members.push(
-            Client::spawn(ClientConfig::new(
-                [addr.clone()],
-                "fleet",
-                format!("m{i:03}"),
-            ))
-            .unwrap(),
-        );
-    }
-    for m in &members {
-        within(
-            "ONLINE",
-            m.subscribe().wait_for(|s| s.state == ClientState::Online),
-        )
-        .await
-        .unwrap();
-    }
+    let mut members = spawn_fleet(&addr, "fleet", 200);
+    all_online(&members).await;
     p.wait_log("all 200 saved", |v| {
         v["message"] == "state saved" && v["members"] == 200
     })
@@ -87,7 +58,7 @@ async fn kill_9_and_restart_keeps_the_fleet() {
 
     p.signal("-KILL");
     let _ = p.wait_exit(WAIT).await;
-    // The agents of m190..m199 die too.
+    // The agents of m0190..m0199 die too.
     members.truncate(190);
 
     let mut p = serve(&addr, &dir_s);
@@ -100,7 +71,7 @@ async fn kill_9_and_restart_keeps_the_fleet() {
         })
         .await;
     assert_eq!(restored["members"], 200);
-    let channel = connect(&addr).await;
+    let channel = connect_addr(&addr).await;
     let mut health = HealthClient::new(channel.clone());
     let mut watch = within(
         "Watch",
@@ -132,16 +103,9 @@ async fn kill_9_and_restart_keeps_the_fleet() {
         }
     }
     dead.sort();
-    let want: Vec<String> = (190..200).map(|i| format!("m{i:03}")).collect();
+    let want: Vec<String> = (190..200).map(|i| format!("m{i:04}")).collect();
     assert_eq!(dead, want, "only the members whose agents died");
-    for m in &members {
-        within(
-            "back ONLINE",
-            m.subscribe().wait_for(|s| s.state == ClientState::Online),
-        )
-        .await
-        .unwrap();
-    }
+    all_online(&members).await;
     let listed = common::members(&mut hb).await;
     assert_eq!(
         listed
@@ -181,7 +145,7 @@ async fn a_corrupt_state_file_is_kept_aside_and_the_server_starts_empty() {
         err["message"].as_str().unwrap().contains("corrupt"),
         "{err}"
     );
-    let mut health = HealthClient::new(connect(&addr).await);
+    let mut health = HealthClient::new(connect_addr(&addr).await);
     assert_eq!(check(&mut health, "").await, Ok(1));
     let kept: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()

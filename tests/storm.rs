@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::process::Proc;
 use common::*;
-use heartbeat::client::{Client, ClientConfig, ClientState};
+use heartbeat::client::{Client, ClientState};
 use heartbeat::pb::heartbeat::v1::{EventType, heartbeat_client::HeartbeatClient};
 
 const MEMBERS: usize = 2_000;
@@ -44,16 +44,7 @@ async fn two_thousand_members_reconnect_after_a_restart_and_none_dies() {
     let addr = format!("127.0.0.1:{port}");
     let mut p = serve(&addr, &dir_s);
     p.logged_addr("listening").await;
-    let members: Vec<Client> = (0..MEMBERS)
-        .map(|i| {
-            Client::spawn(ClientConfig::new(
-                [addr.clone()],
-                "storm",
-                format!("m{i:04}"),
-            ))
-            .unwrap()
-        })
-        .collect();
+    let members = spawn_fleet(&addr, "storm", MEMBERS);
     let all_online = |members: &Vec<Client>| {
         let rxs: Vec<_> = members.iter().map(Client::subscribe).collect();
         async move {

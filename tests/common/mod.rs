@@ -420,6 +420,42 @@ pub fn quick_drain() -> ServerConfig {
     }
 }
 
+/// `n` client-library members `<service>/m0000…`, each on its own connection.
+pub fn spawn_fleet(url: &str, service: &str, n: usize) -> Vec<heartbeat::client::Client> {
+    (0..n)
+        .map(|i| {
+            let cfg =
+                heartbeat::client::ClientConfig::new([url.to_owned()], service, format!("m{i:04}"));
+            heartbeat::client::Client::spawn(cfg).expect("valid member config")
+        })
+        .collect()
+}
+
+/// Waits until every member is ONLINE (each wait bounded by [`WAIT`]).
+pub async fn all_online(members: &[heartbeat::client::Client]) {
+    for m in members {
+        within(
+            "a member ONLINE",
+            m.subscribe()
+                .wait_for(|s| s.state == heartbeat::client::ClientState::Online),
+        )
+        .await
+        .expect("client task alive");
+    }
+}
+
+/// A channel to `addr` (`host:port`, plaintext).
+pub async fn connect_addr(addr: &str) -> Channel {
+    within(
+        "connect",
+        Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect(),
+    )
+    .await
+    .expect("connect")
+}
+
 /// A config with fast liveness for tests that wait for DEAD.
 pub fn fast() -> ServerConfig {
     ServerConfig {
