@@ -6,20 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use heartbeat::client::{Client, ClientConfig, ClientState, ClientStatus, LeaveError};
+use heartbeat::client::{Client, ClientConfig, ClientState, LeaveError};
 use heartbeat::liveness::Status;
 use heartbeat::pb::heartbeat::v1::{EventType, MemberState};
-use tokio::sync::watch;
-
-pub async fn reach(rx: &mut watch::Receiver<ClientStatus>, state: ClientState) -> ClientStatus {
-    within(
-        &format!("client state {state}"),
-        rx.wait_for(|s| s.state == state),
-    )
-    .await
-    .expect("client task alive")
-    .clone()
-}
 
 #[tokio::test]
 async fn joins_pings_and_reports_online_with_rtt() {

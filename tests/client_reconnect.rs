@@ -11,16 +11,6 @@ use heartbeat::client::{Client, ClientConfig, ClientState, ClientStatus};
 use heartbeat::pb::heartbeat::v1::MemberState;
 use tokio::sync::watch;
 
-async fn reach(rx: &mut watch::Receiver<ClientStatus>, state: ClientState) -> ClientStatus {
-    within(
-        &format!("client state {state}"),
-        rx.wait_for(|s| s.state == state),
-    )
-    .await
-    .expect("client task alive")
-    .clone()
-}
-
 /// Records every state the client passes through.
 fn record(mut rx: watch::Receiver<ClientStatus>) -> tokio::task::JoinHandle<Vec<ClientState>> {
     tokio::spawn(async move {

@@ -11,23 +11,10 @@ use heartbeat::pb::health::v1::{HealthCheckRequest, health_client::HealthClient}
 use heartbeat::pb::heartbeat::v1::{EventType, MemberState};
 
 fn serve(addr: &str, dir: &str) -> Proc {
-    Proc::spawn_env(
-        &[
-            "serve",
-            "--listen",
-            addr,
-            "--log-format",
-            "json",
-            "--state-dir",
-            dir,
-            "--default-interval",
-            "100ms",
-            "--default-timeout",
-            "1s",
-            "--drain",
-            "100ms",
-        ],
-        &[("RUST_LOG", "heartbeat=debug")],
+    Proc::serve_with_state(
+        addr,
+        dir,
+        &["--default-interval", "100ms", "--default-timeout", "1s"],
     )
 }
 

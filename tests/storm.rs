@@ -15,20 +15,7 @@ use heartbeat::pb::heartbeat::v1::{EventType, heartbeat_client::HeartbeatClient}
 const MEMBERS: usize = 2_000;
 
 fn serve(addr: &str, dir: &str) -> Proc {
-    Proc::spawn_env(
-        &[
-            "serve",
-            "--listen",
-            addr,
-            "--log-format",
-            "json",
-            "--state-dir",
-            dir,
-            "--drain",
-            "100ms",
-        ],
-        &[("RUST_LOG", "heartbeat=debug")],
-    )
+    Proc::serve_with_state(addr, dir, &[])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

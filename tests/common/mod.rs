@@ -431,6 +431,20 @@ pub fn spawn_fleet(url: &str, service: &str, n: usize) -> Vec<heartbeat::client:
         .collect()
 }
 
+/// Waits for the client to reach `state`; returns that status.
+pub async fn reach(
+    rx: &mut tokio::sync::watch::Receiver<heartbeat::client::ClientStatus>,
+    state: heartbeat::client::ClientState,
+) -> heartbeat::client::ClientStatus {
+    within(
+        &format!("client state {state}"),
+        rx.wait_for(|s| s.state == state),
+    )
+    .await
+    .expect("client task alive")
+    .clone()
+}
+
 /// Waits until every member is ONLINE (each wait bounded by [`WAIT`]).
 pub async fn all_online(members: &[heartbeat::client::Client]) {
     for m in members {

@@ -54,6 +54,24 @@ impl Proc {
         }
     }
 
+    /// `heartbeat serve` on `addr` with `--state-dir dir`, JSON logs at debug
+    /// level (for "state saved"), a short drain, and `extra` flags.
+    pub fn serve_with_state(addr: &str, dir: &str, extra: &[&str]) -> Self {
+        let mut args = vec![
+            "serve",
+            "--listen",
+            addr,
+            "--log-format",
+            "json",
+            "--state-dir",
+            dir,
+            "--drain",
+            "100ms",
+        ];
+        args.extend_from_slice(extra);
+        Self::spawn_env(&args, &[("RUST_LOG", "heartbeat=debug")])
+    }
+
     /// Waits for a JSON log line matching `pred`; returns it.
     pub async fn wait_log(
         &mut self,
