@@ -18,12 +18,14 @@
 //!   local checks and its own health endpoint.
 //! - [`probe`]: one `grpc_health_probe`-style health check.
 //! - [`authz`]: identities (mTLS SANs, bearer tokens) and who may join what.
+//! - [`bench`]: the `heartbeat bench` load generator.
 //! - [`validate`]: checks of every network input against SPEC §2.
 //! - [`metrics`]: Prometheus metrics of server and agent, and `/metrics`.
 //! - [`config`]: server configuration as plain data with `validate()`.
 
 pub mod agent;
 pub mod authz;
+pub mod bench;
 pub mod client;
 pub mod config;
 pub mod health;

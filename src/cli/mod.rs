@@ -3,6 +3,7 @@
 //! library configuration and call it.
 
 mod beat;
+mod bench;
 mod check;
 mod logging;
 mod members;
@@ -37,6 +38,8 @@ enum Command {
     Members(members::MembersArgs),
     /// Follow member events, one line each, until interrupted.
     Watch(watch::WatchArgs),
+    /// Load a server with N members and measure it (pings/s, RTT, detection).
+    Bench(bench::BenchArgs),
 }
 
 /// Log line format.
@@ -109,5 +112,6 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Check(args) => check::main(args),
         Command::Members(args) => members::main(args),
         Command::Watch(args) => watch::main(args),
+        Command::Bench(args) => bench::main(args),
     }
 }

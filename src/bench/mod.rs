@@ -1,0 +1,149 @@
+//! `heartbeat bench`: the load generator users run against their own
+//! deployment (like `redis-benchmark`). N members share C connections (HTTP/2
+//! streams), each pinging at the agreed interval; optionally a fraction of them
+//! hangs mid-run (stops pinging, keeps its stream open) so the server's
+//! detection can be measured from the outside.
+//!
+//! It reports:
+//! - achieved pings/s and pong RTT percentiles (hdrhistogram);
+//! - false expiries: a member that kept pinging but whose stream was ended;
+//! - detection lateness of the hung members: when DEADLINE_EXCEEDED arrived,
+//!   minus their last ping plus the timeout;
+//! - join time;
+//! - with a server PID, the server's CPU seconds per ping and RSS per member,
+//!   read from /proc.
+
+mod proc_stats;
+mod run;
+
+use std::time::Duration;
+
+pub use proc_stats::ProcStats;
+pub use run::run;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// Server URL (`http://host:port`).
+    pub url: String,
+    /// Service name the members join as.
+    pub service: String,
+    /// Members.
+    pub members: usize,
+    /// Connections they share.
+    pub connections: usize,
+    /// Requested interval.
+    pub interval: Duration,
+    /// Requested timeout (`None` = server default).
+    pub timeout: Option<Duration>,
+    /// How long the measured phase lasts (after all joined).
+    pub duration: Duration,
+    /// Fraction of members that hang a third of the way in, in `[0, 1]`.
+    pub hung: f64,
+    /// The server's PID, for CPU and memory figures.
+    pub server_pid: Option<u32>,
+    /// Print a progress line every second (to stderr).
+    pub progress: bool,
+}
+
+/// What was measured.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Report {
+    /// Members that joined.
+    pub joined: usize,
+    /// From the first Join sent to the last Welcome received.
+    pub join_time: Duration,
+    /// Pongs received in the measured phase.
+    pub pongs: u64,
+    /// Pongs per second in the measured phase.
+    pub pings_per_sec: f64,
+    /// Pong RTT percentiles (p50, p99, p99.9, max).
+    pub rtt_p50: Duration,
+    /// p99.
+    pub rtt_p99: Duration,
+    /// p99.9.
+    pub rtt_p999: Duration,
+    /// Max.
+    pub rtt_max: Duration,
+    /// Pinging members whose stream ended anyway.
+    pub false_expiries: usize,
+    /// Hung members.
+    pub hung: usize,
+    /// Hung members the server ended with DEADLINE_EXCEEDED.
+    pub hung_detected: usize,
+    /// Detection lateness of the hung members (p50, p99, max).
+    pub lateness_p50: Duration,
+    /// p99.
+    pub lateness_p99: Duration,
+    /// Max.
+    pub lateness_max: Duration,
+    /// Server CPU seconds per ping (with a PID).
+    pub cpu_per_ping: Option<Duration>,
+    /// Server RSS growth per member, in bytes (with a PID).
+    pub rss_per_member: Option<u64>,
+    /// Server RSS at the end, in bytes (with a PID).
+    pub rss: Option<u64>,
+}
+
+impl Report {
+    /// The report as one JSON object.
+    pub fn json(&self) -> serde_json::Value {
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        serde_json::json!({
+            "joined": self.joined,
+            "join_time_ms": self.join_time.as_secs_f64() * 1e3,
+            "pongs": self.pongs,
+            "pings_per_sec": self.pings_per_sec,
+            "rtt_us": { "p50": us(self.rtt_p50), "p99": us(self.rtt_p99), "p999": us(self.rtt_p999), "max": us(self.rtt_max) },
+            "false_expiries": self.false_expiries,
+            "hung": self.hung,
+            "hung_detected": self.hung_detected,
+            "detection_lateness_ms": {
+                "p50": self.lateness_p50.as_secs_f64() * 1e3,
+                "p99": self.lateness_p99.as_secs_f64() * 1e3,
+                "max": self.lateness_max.as_secs_f64() * 1e3,
+            },
+            "server_cpu_us_per_ping": self.cpu_per_ping.map(us),
+            "server_rss_per_member_bytes": self.rss_per_member,
+            "server_rss_bytes": self.rss,
+        })
+    }
+
+    /// The report for a human.
+    pub fn human(&self) -> String {
+        let ms = |d: Duration| format!("{:.3} ms", d.as_secs_f64() * 1e3);
+        let mut out = format!(
+            "members joined      {}\njoin time           {}\npings/s             {:.0}\n\
+             pong RTT            p50 {}  p99 {}  p99.9 {}  max {}\nfalse expiries      {}\n",
+            self.joined,
+            ms(self.join_time),
+            self.pings_per_sec,
+            ms(self.rtt_p50),
+            ms(self.rtt_p99),
+            ms(self.rtt_p999),
+            ms(self.rtt_max),
+            self.false_expiries,
+        );
+        if self.hung > 0 {
+            out += &format!(
+                "hung detected       {}/{}\ndetection lateness  p50 {}  p99 {}  max {}\n",
+                self.hung_detected,
+                self.hung,
+                ms(self.lateness_p50),
+                ms(self.lateness_p99),
+                ms(self.lateness_max)
+            );
+        }
+        if let Some(cpu) = self.cpu_per_ping {
+            out += &format!("server CPU/ping     {:.1} us\n", cpu.as_secs_f64() * 1e6);
+        }
+        if let (Some(per), Some(rss)) = (self.rss_per_member, self.rss) {
+            out += &format!(
+                "server RSS          {:.1} MiB ({:.2} KiB per member)\n",
+                rss as f64 / 1048576.0,
+                per as f64 / 1024.0
+            );
+        }
+        out
+    }
+}

@@ -1,0 +1,279 @@
+//! The bench run: connect, join everybody, measure, hang some, report.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+use tonic::transport::{Channel, Endpoint};
+
+use super::{BenchConfig, ProcStats, Report};
+use crate::pb::heartbeat::v1::{
+    BeatRequest, Join, Leave, Ping, beat_request, beat_response, heartbeat_client::HeartbeatClient,
+};
+
+#[derive(Debug)]
+struct Stats {
+    rtt: Mutex<Histogram<u64>>,
+    lateness: Mutex<Histogram<u64>>,
+    pongs: AtomicU64,
+    false_expiries: AtomicUsize,
+    hung_detected: AtomicUsize,
+    measuring: AtomicBool,
+}
+
+fn histogram() -> Histogram<u64> {
+    // Microseconds, 1 µs .. 1 h, 3 significant digits.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
+}
+
+fn pb(d: Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
+}
+
+fn std_duration(d: Option<prost_types::Duration>) -> Option<Duration> {
+    let d = d?;
+    (d.seconds >= 0 && d.nanos >= 0).then(|| Duration::new(d.seconds as u64, d.nanos as u32))
+}
+
+/// Runs the benchmark described by `cfg`.
+pub async fn run(cfg: BenchConfig) -> Result<Report, String> {
+    if cfg.members == 0 || cfg.connections == 0 {
+        return Err("--members and --connections must be positive".into());
+    }
+    if !(0.0..=1.0).contains(&cfg.hung) {
+        return Err("--hung must be a fraction in [0, 1]".into());
+    }
+    let before = cfg.server_pid.and_then(ProcStats::read);
+    let mut channels = Vec::with_capacity(cfg.connections);
+    for _ in 0..cfg.connections.min(cfg.members) {
+        let ep = Endpoint::from_shared(cfg.url.clone())
+            .map_err(|e| e.to_string())?
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(5));
+        channels.push(
+            ep.connect()
+                .await
+                .map_err(|e| format!("connect {}: {e}", cfg.url))?,
+        );
+    }
+    let stats = Arc::new(Stats {
+        rtt: Mutex::new(histogram()),
+        lateness: Mutex::new(histogram()),
+        pongs: AtomicU64::new(0),
+        false_expiries: AtomicUsize::new(0),
+        hung_detected: AtomicUsize::new(0),
+        measuring: AtomicBool::new(false),
+    });
+    let hung = (cfg.members as f64 * cfg.hung).round() as usize;
+    let stop = CancellationToken::new();
+    let hang = CancellationToken::new();
+    let (welcomed_tx, mut welcomed) = mpsc::channel::<()>(cfg.members);
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(cfg.members);
+    for i in 0..cfg.members {
+        let member = Member {
+            channel: channels[i % channels.len()].clone(),
+            instance: format!("bench-{i:06}"),
+            hangs: i < hung,
+            cfg: cfg.clone(),
+            stats: stats.clone(),
+            stop: stop.clone(),
+            hang: hang.clone(),
+            welcomed: welcomed_tx.clone(),
+        };
+        tasks.push(tokio::spawn(member.run()));
+    }
+    drop(welcomed_tx);
+    let mut joined = 0;
+    while joined < cfg.members {
+        match tokio::time::timeout(Duration::from_secs(60), welcomed.recv()).await {
+            Ok(Some(())) => joined += 1,
+            _ => break,
+        }
+    }
+    let join_time = start.elapsed();
+    if joined < cfg.members {
+        stop.cancel();
+        return Err(format!(
+            "only {joined} of {} members joined within 60 s",
+            cfg.members
+        ));
+    }
+
+    let after_join = cfg.server_pid.and_then(ProcStats::read);
+    stats.measuring.store(true, Ordering::Relaxed);
+    let measured = Instant::now();
+    let mut tick =
+        tokio::time::interval_at(measured + Duration::from_secs(1), Duration::from_secs(1));
+    let mut last_pongs = 0;
+    let hang_at = measured + cfg.duration / 3;
+    let mut hung_yet = hung == 0;
+    while measured.elapsed() < cfg.duration {
+        tokio::select! {
+            _ = tick.tick() => {
+                let pongs = stats.pongs.load(Ordering::Relaxed);
+                if cfg.progress {
+                    eprintln!(
+                        "[{:>4.0}s] {:>8} pings/s  false expiries {}  hung detected {}/{}",
+                        measured.elapsed().as_secs_f64(),
+                        pongs - last_pongs,
+                        stats.false_expiries.load(Ordering::Relaxed),
+                        stats.hung_detected.load(Ordering::Relaxed),
+                        hung
+                    );
+                }
+                last_pongs = pongs;
+            }
+            _ = tokio::time::sleep_until(hang_at), if !hung_yet => {
+                hang.cancel();
+                hung_yet = true;
+            }
+            _ = tokio::time::sleep_until(measured + cfg.duration) => {}
+        }
+    }
+    stats.measuring.store(false, Ordering::Relaxed);
+    let elapsed = measured.elapsed();
+    let end = cfg.server_pid.and_then(ProcStats::read);
+    stop.cancel();
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
+
+    let pongs = stats.pongs.load(Ordering::Relaxed);
+    let us = |v: u64| Duration::from_micros(v);
+    let rtt = stats.rtt.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let late = stats
+        .lateness
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let (cpu_per_ping, rss_per_member, rss) = match (before, after_join, end) {
+        (Some(b), Some(a), Some(e)) => (
+            (pongs > 0).then(|| (e.cpu.saturating_sub(a.cpu)) / pongs as u32),
+            Some(a.rss.saturating_sub(b.rss) / cfg.members as u64),
+            Some(e.rss),
+        ),
+        _ => (None, None, None),
+    };
+    Ok(Report {
+        joined,
+        join_time,
+        pongs,
+        pings_per_sec: pongs as f64 / elapsed.as_secs_f64(),
+        rtt_p50: us(rtt.value_at_quantile(0.5)),
+        rtt_p99: us(rtt.value_at_quantile(0.99)),
+        rtt_p999: us(rtt.value_at_quantile(0.999)),
+        rtt_max: us(rtt.max()),
+        false_expiries: stats.false_expiries.load(Ordering::Relaxed),
+        hung,
+        hung_detected: stats.hung_detected.load(Ordering::Relaxed),
+        lateness_p50: us(late.value_at_quantile(0.5)),
+        lateness_p99: us(late.value_at_quantile(0.99)),
+        lateness_max: us(late.max()),
+        cpu_per_ping,
+        rss_per_member,
+        rss,
+    })
+}
+
+struct Member {
+    channel: Channel,
+    instance: String,
+    hangs: bool,
+    cfg: BenchConfig,
+    stats: Arc<Stats>,
+    stop: CancellationToken,
+    hang: CancellationToken,
+    welcomed: mpsc::Sender<()>,
+}
+
+impl Member {
+    async fn run(self) {
+        let (tx, rx) = mpsc::channel(4);
+        let join = Join {
+            service: self.cfg.service.clone(),
+            instance: self.instance.clone(),
+            interval: Some(pb(self.cfg.interval)),
+            timeout: self.cfg.timeout.map(pb),
+            labels: Default::default(),
+        };
+        let _ = tx.try_send(BeatRequest {
+            kind: Some(beat_request::Kind::Join(join)),
+        });
+        let mut client = HeartbeatClient::new(self.channel.clone());
+        let Ok(resp) = client.beat(ReceiverStream::new(rx)).await else {
+            return;
+        };
+        let mut responses = resp.into_inner();
+        let (interval, timeout) = match responses.message().await {
+            Ok(Some(m)) => match m.kind {
+                Some(beat_response::Kind::Welcome(w)) => (
+                    std_duration(w.interval).unwrap_or(self.cfg.interval),
+                    std_duration(w.timeout).unwrap_or(Duration::from_secs(3)),
+                ),
+                _ => return,
+            },
+            _ => return,
+        };
+        let _ = self.welcomed.send(()).await;
+        // Spread the members' pings over the interval.
+        let offset = interval.mul_f64(rand::random::<f64>());
+        let mut ticker = tokio::time::interval_at(Instant::now() + offset, interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let (mut seq, mut sent): (u64, Option<(u64, Instant)>) = (0, None);
+        let mut last_ping = Instant::now();
+        let mut hung = false;
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => {
+                    let _ = tx.try_send(BeatRequest { kind: Some(beat_request::Kind::Leave(Leave { reason: "bench done".into() })) });
+                    return;
+                }
+                _ = self.hang.cancelled(), if self.hangs && !hung => hung = true,
+                _ = ticker.tick(), if !hung => {
+                    seq += 1;
+                    let ping = Ping { seq, status: 0, sent_at: None };
+                    if tx.try_send(BeatRequest { kind: Some(beat_request::Kind::Ping(ping)) }).is_ok() {
+                        last_ping = Instant::now();
+                        sent = Some((seq, last_ping));
+                    }
+                }
+                msg = responses.message() => match msg {
+                    Ok(Some(m)) => {
+                        if let Some(beat_response::Kind::Pong(p)) = m.kind
+                            && let Some((s, at)) = sent
+                            && s == p.seq
+                            && self.stats.measuring.load(Ordering::Relaxed)
+                        {
+                            let rtt = at.elapsed().as_micros() as u64;
+                            self.stats.rtt.lock().unwrap_or_else(|p| p.into_inner()).saturating_record(rtt.max(1));
+                            self.stats.pongs.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Ok(None) | Err(_) if self.stop.is_cancelled() => return,
+                    Err(s) if hung && s.code() == Code::DeadlineExceeded => {
+                        let late = Instant::now().saturating_duration_since(last_ping + timeout);
+                        self.stats.lateness.lock().unwrap_or_else(|p| p.into_inner()).saturating_record((late.as_micros() as u64).max(1));
+                        self.stats.hung_detected.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                    _ => {
+                        if !hung {
+                            self.stats.false_expiries.fetch_add(1, Ordering::Relaxed);
+                        }
+                        return;
+                    }
+                },
+            }
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! `heartbeat bench`: see `heartbeat::bench`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use heartbeat::bench::{self, BenchConfig};
+use heartbeat::client::server_url;
+
+use super::duration;
+
+/// Flags of `heartbeat bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Server URL (host:port or http://host:port).
+    #[arg(long, env = "HEARTBEAT_SERVER", default_value = "127.0.0.1:50051")]
+    server: String,
+    /// Service name the members join as.
+    #[arg(long, default_value = "bench")]
+    service: String,
+    /// Number of members.
+    #[arg(long, default_value_t = 1000)]
+    members: usize,
+    /// Number of connections they share.
+    #[arg(long, default_value_t = 10)]
+    connections: usize,
+    /// Requested ping interval.
+    #[arg(long, value_parser = duration, default_value = "1s")]
+    interval: Duration,
+    /// Requested timeout (default: the server's).
+    #[arg(long, value_parser = duration)]
+    timeout: Option<Duration>,
+    /// Length of the measured phase, after all members joined.
+    #[arg(long, value_parser = duration, default_value = "10s")]
+    duration: Duration,
+    /// Fraction of members that stop pinging a third of the way in (stream kept open).
+    #[arg(long, default_value_t = 0.0)]
+    hung: f64,
+    /// PID of the server, for its CPU per ping and RSS per member (from /proc).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// One JSON object instead of the human summary.
+    #[arg(long)]
+    json: bool,
+    /// No progress line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+pub(crate) fn main(args: BenchArgs) -> ExitCode {
+    let url = match server_url(&args.server) {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("error: --server: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let cfg = BenchConfig {
+        url,
+        service: args.service,
+        members: args.members,
+        connections: args.connections,
+        interval: args.interval,
+        timeout: args.timeout,
+        duration: args.duration,
+        hung: args.hung,
+        server_pid: args.server_pid,
+        progress: !args.quiet,
+    };
+    match super::runtime(bench::run(cfg)) {
+        Ok(report) => {
+            if args.json {
+                println!("{}", report.json());
+            } else {
+                print!("{}", report.human());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

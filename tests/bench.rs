@@ -1,0 +1,58 @@
+//! CI smoke run of `heartbeat bench` (1k members, 10 s): it works and its
+//! JSON says what a user relies on. How fast is measured in BENCHMARKS.md,
+//! never asserted here.
+
+mod common;
+
+use common::process::Proc;
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_smoke_run_reports_json() {
+    let server = TestServer::start().await;
+    let mut p = Proc::spawn(&[
+        "bench",
+        "--server",
+        &server.url(),
+        "--members",
+        "1000",
+        "--connections",
+        "10",
+        "--duration",
+        "10s",
+        "--interval",
+        "1s",
+        "--timeout",
+        "2s",
+        "--hung",
+        "0.01",
+        "--json",
+        "--quiet",
+        "--server-pid",
+        &std::process::id().to_string(),
+    ]);
+    // Joining, then 10 s of measurement: a bound of its own.
+    let report = async {
+        loop {
+            let line = p.out.recv().await.expect("bench printed its report");
+            if line.starts_with('{') {
+                return line;
+            }
+        }
+    };
+    let line = tokio::time::timeout(std::time::Duration::from_secs(60), report)
+        .await
+        .expect("the bench report within 60 s");
+    let r: serde_json::Value = serde_json::from_str(&line).expect("one JSON object");
+    assert_eq!(r["joined"], 1000);
+    assert_eq!(r["false_expiries"], 0);
+    assert_eq!(
+        (r["hung"].as_u64(), r["hung_detected"].as_u64()),
+        (Some(10), Some(10))
+    );
+    assert!(r["pongs"].as_u64().unwrap() > 0);
+    assert!(r["rtt_us"]["p99"].as_f64().unwrap() > 0.0);
+    assert!(r["server_rss_bytes"].as_u64().is_some(), "the PID was read");
+    assert_eq!(p.wait_exit(WAIT).await.code(), Some(0));
+    server.stop().await;
+}
