@@ -52,37 +52,35 @@ impl heartbeat_server::Heartbeat for Baseline {
                 if done {
                     return None;
                 }
-                loop {
-                    tokio::select! {
-                        _ = &mut sleep => {
-                            let end = Err(Status::deadline_exceeded("no ping within the timeout"));
-                            return Some((end, (inbound, timeout, sleep, true)));
-                        }
-                        msg = inbound.message() => {
-                            let Ok(Some(msg)) = msg else { return None };
-                            let reply = match msg.kind {
-                                Some(beat_request::Kind::Join(j)) => {
-                                    let interval = secs(j.interval, Duration::from_secs(1));
-                                    timeout = secs(j.timeout, Duration::from_secs(3));
-                                    beat_response::Kind::Welcome(Welcome {
-                                        server_id: "baseline".into(),
-                                        session: 1,
-                                        interval: Some(interval.try_into().unwrap_or_default()),
-                                        timeout: Some(timeout.try_into().unwrap_or_default()),
-                                    })
-                                }
-                                Some(beat_request::Kind::Ping(p)) => beat_response::Kind::Pong(Pong {
-                                    seq: p.seq,
-                                    server_time: None,
-                                    sent_at: p.sent_at,
-                                    interval: None,
-                                }),
-                                _ => return None,
-                            };
-                            sleep.as_mut().reset(Instant::now() + timeout);
-                            let item = Ok(BeatResponse { kind: Some(reply) });
-                            return Some((item, (inbound, timeout, sleep, false)));
-                        }
+                tokio::select! {
+                    _ = &mut sleep => {
+                        let end = Err(Status::deadline_exceeded("no ping within the timeout"));
+                        Some((end, (inbound, timeout, sleep, true)))
+                    }
+                    msg = inbound.message() => {
+                        let Ok(Some(msg)) = msg else { return None };
+                        let reply = match msg.kind {
+                            Some(beat_request::Kind::Join(j)) => {
+                                let interval = secs(j.interval, Duration::from_secs(1));
+                                timeout = secs(j.timeout, Duration::from_secs(3));
+                                beat_response::Kind::Welcome(Welcome {
+                                    server_id: "baseline".into(),
+                                    session: 1,
+                                    interval: Some(interval.try_into().unwrap_or_default()),
+                                    timeout: Some(timeout.try_into().unwrap_or_default()),
+                                })
+                            }
+                            Some(beat_request::Kind::Ping(p)) => beat_response::Kind::Pong(Pong {
+                                seq: p.seq,
+                                server_time: None,
+                                sent_at: p.sent_at,
+                                interval: None,
+                            }),
+                            _ => return None,
+                        };
+                        sleep.as_mut().reset(Instant::now() + timeout);
+                        let item = Ok(BeatResponse { kind: Some(reply) });
+                        Some((item, (inbound, timeout, sleep, false)))
                     }
                 }
             },
