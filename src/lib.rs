@@ -21,12 +21,14 @@
 //! - [`bench`]: the `heartbeat bench` load generator.
 //! - [`validate`]: checks of every network input against SPEC §2.
 //! - [`metrics`]: Prometheus metrics of server and agent, and `/metrics`.
+//! - [`codec`]: the protobuf codec, with small per-stream buffers.
 //! - [`config`]: server configuration as plain data with `validate()`.
 
 pub mod agent;
 pub mod authz;
 pub mod bench;
 pub mod client;
+pub mod codec;
 pub mod config;
 pub mod health;
 pub mod liveness;
