@@ -23,3 +23,19 @@ pub mod health {
 /// imports), served by reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/heartbeat_descriptor.bin"));
+
+/// `std::time::Duration` → `google.protobuf.Duration`.
+pub fn duration_to_pb(d: std::time::Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
+}
+
+/// `google.protobuf.Duration` → `std::time::Duration`; `None` when unset or
+/// negative.
+pub fn duration_from_pb(d: Option<prost_types::Duration>) -> Option<std::time::Duration> {
+    let d = d?;
+    (d.seconds >= 0 && d.nanos >= 0)
+        .then(|| std::time::Duration::new(d.seconds as u64, d.nanos as u32))
+}

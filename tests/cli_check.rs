@@ -64,10 +64,7 @@ async fn exit_code_one_for_bad_arguments() {
 
 #[tokio::test]
 async fn exit_code_two_when_nothing_listens() {
-    let free = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let free = free_addr();
     let (code, out) = check_cmd(&["--server", &free.to_string()]).await;
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("failed to connect"), "{out}");

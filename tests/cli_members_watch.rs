@@ -94,10 +94,7 @@ async fn members_json_shows_a_member_dying() {
 
 #[tokio::test]
 async fn members_cannot_connect_exits_two() {
-    let free = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let free = free_addr();
     let p = Proc::spawn(&["members", "--server", &free.to_string()]);
     assert_eq!(p.wait_exit(WAIT).await.code(), Some(2));
 }

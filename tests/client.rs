@@ -115,10 +115,7 @@ async fn takeover_makes_the_older_client_report_superseded_and_stop() {
 #[tokio::test]
 async fn leave_while_not_connected_reports_it() {
     // Nothing listens on this port.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let port = free_addr();
     let client =
         Client::spawn(ClientConfig::new([port.to_string()], "web", "a").max_retries(1)).unwrap();
     reach(&mut client.subscribe(), ClientState::Offline).await;

@@ -111,10 +111,7 @@ async fn server_restart_on_the_same_port_gets_a_rejoin() {
 
 #[tokio::test]
 async fn a_dead_first_server_is_skipped() {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let dead = free_addr();
     let server = TestServer::with(fast()).await;
     let client = Client::spawn(ClientConfig::new(
         [format!("http://{dead}"), server.url()],

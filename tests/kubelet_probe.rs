@@ -55,12 +55,7 @@ async fn kubelet_probe(addr: &str, service: &str) -> Probe {
 #[tokio::test]
 async fn startup_steady_state_and_sigterm_drain() {
     // The port is chosen up front so probes can start before the server listens.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = free_addr();
     let early = kubelet_probe(&addr, "").await;
     assert_eq!(early, Probe::NoConnection, "nothing listens yet");
 

@@ -24,14 +24,7 @@ async fn one_json_line_per_transition_with_reason() {
     ]);
     let grpc = p.logged_addr("listening").await;
     let mut client = heartbeat::pb::heartbeat::v1::heartbeat_client::HeartbeatClient::new(
-        within(
-            "connect",
-            tonic::transport::Channel::from_shared(format!("http://{grpc}"))
-                .unwrap()
-                .connect(),
-        )
-        .await
-        .unwrap(),
+        connect_addr(&grpc).await,
     );
     let mut events = Events::open(&mut client, "", 0).await;
     events.snapshot().await;

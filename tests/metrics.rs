@@ -94,14 +94,7 @@ async fn server_metrics_follow_join_death_leave_and_rejections() {
     let grpc = p.logged_addr("listening").await;
     let metrics = p.logged_addr("metrics listening").await;
     let mut client = heartbeat::pb::heartbeat::v1::heartbeat_client::HeartbeatClient::new(
-        within(
-            "connect",
-            tonic::transport::Channel::from_shared(format!("http://{grpc}"))
-                .unwrap()
-                .connect(),
-        )
-        .await
-        .unwrap(),
+        connect_addr(&grpc).await,
     );
     let alive = "heartbeat_members{service=\"web\",state=\"alive\"}";
     let dead = "heartbeat_members{service=\"web\",state=\"dead\"}";

@@ -18,22 +18,11 @@ fn serve(addr: &str, dir: &str) -> Proc {
     )
 }
 
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("hb-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_and_restart_keeps_the_fleet() {
     let dir = temp_dir("restart");
     let dir_s = dir.to_str().unwrap().to_owned();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = free_addr();
     let mut p = serve(&addr, &dir_s);
     p.logged_addr("listening").await;
     let mut members = spawn_fleet(&addr, "fleet", 200);

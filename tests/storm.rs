@@ -20,15 +20,9 @@ fn serve(addr: &str, dir: &str) -> Proc {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_members_reconnect_after_a_restart_and_none_dies() {
-    let dir = std::env::temp_dir().join(format!("hb-storm-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = temp_dir("storm");
     let dir_s = dir.to_str().unwrap().to_owned();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = free_addr();
     let mut p = serve(&addr, &dir_s);
     p.logged_addr("listening").await;
     let members = spawn_fleet(&addr, "storm", MEMBERS);
@@ -60,16 +54,7 @@ async fn two_thousand_members_reconnect_after_a_restart_and_none_dies() {
     let mut p = serve(&addr, &dir_s);
     p.logged_addr("listening").await;
     let restarted = tokio::time::Instant::now();
-    let mut hb = HeartbeatClient::new(
-        within(
-            "connect",
-            tonic::transport::Channel::from_shared(format!("http://{addr}"))
-                .unwrap()
-                .connect(),
-        )
-        .await
-        .unwrap(),
-    );
+    let mut hb = HeartbeatClient::new(connect_addr(&addr).await);
     let mut events = Events::open(&mut hb, "", 0).await;
     let (rows, _) = events.snapshot().await;
     assert_eq!(rows.len(), MEMBERS);

@@ -32,17 +32,7 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
 }
 
-fn pb(d: Duration) -> prost_types::Duration {
-    prost_types::Duration {
-        seconds: d.as_secs() as i64,
-        nanos: d.subsec_nanos() as i32,
-    }
-}
-
-fn std_duration(d: Option<prost_types::Duration>) -> Option<Duration> {
-    let d = d?;
-    (d.seconds >= 0 && d.nanos >= 0).then(|| Duration::new(d.seconds as u64, d.nanos as u32))
-}
+use crate::pb::{duration_from_pb as std_duration, duration_to_pb as pb};
 
 /// Runs the benchmark described by `cfg`.
 pub async fn run(cfg: BenchConfig) -> Result<Report, String> {

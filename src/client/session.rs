@@ -59,17 +59,7 @@ pub(crate) struct Ctx<'a> {
     pub commands: &'a mut mpsc::Receiver<Command>,
 }
 
-fn to_pb(d: Duration) -> prost_types::Duration {
-    prost_types::Duration {
-        seconds: d.as_secs() as i64,
-        nanos: d.subsec_nanos() as i32,
-    }
-}
-
-fn from_pb(d: Option<prost_types::Duration>) -> Option<Duration> {
-    let d = d?;
-    (d.seconds >= 0 && d.nanos >= 0).then(|| Duration::new(d.seconds as u64, d.nanos as u32))
-}
+use crate::pb::{duration_from_pb as from_pb, duration_to_pb as to_pb};
 
 fn member_status(s: Status) -> i32 {
     match s {

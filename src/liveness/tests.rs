@@ -40,6 +40,13 @@ fn kinds(out: &Outbox) -> Vec<(EventKind, State)> {
         .collect()
 }
 
+fn dead(out: &Outbox) -> usize {
+    out.events
+        .iter()
+        .filter(|e| e.kind == EventKind::Dead)
+        .count()
+}
+
 fn health(out: &Outbox) -> Vec<(String, Health)> {
     out.health
         .iter()
@@ -187,13 +194,7 @@ fn a_server_stall_extends_pending_deadlines_once() {
     r.ping(b.id, Status::Serving, t0 + ms(7_500)).unwrap();
     r.poll(t0 + ms(10_500));
     let out = r.take_outbox();
-    assert_eq!(
-        out.events
-            .iter()
-            .filter(|e| e.kind == EventKind::Dead)
-            .count(),
-        2
-    );
+    assert_eq!(dead(&out), 2);
     let late: Vec<Option<Duration>> = out
         .transitions
         .iter()
@@ -318,13 +319,7 @@ fn restored_members_get_exactly_one_timeout_to_come_back() {
     );
     r.poll(t0 + ms(3_000));
     let out = r.take_outbox();
-    assert_eq!(
-        out.events
-            .iter()
-            .filter(|e| e.kind == EventKind::Dead)
-            .count(),
-        11
-    );
+    assert_eq!(dead(&out), 11);
     assert!(out.held.is_empty());
     assert_eq!(r.get("db/m01").unwrap().state, State::Alive);
 }

@@ -1,17 +1,10 @@
 //! Domain types to wire types, at the server's edge.
 
-use std::time::Duration;
-
 use super::state::WallClock;
 use crate::liveness::{Event, EventKind, MemberView, State, Status};
 use crate::pb::heartbeat::v1 as pb;
 
-pub(crate) fn duration(d: Duration) -> prost_types::Duration {
-    prost_types::Duration {
-        seconds: d.as_secs() as i64,
-        nanos: d.subsec_nanos() as i32,
-    }
-}
+pub(crate) use crate::pb::duration_to_pb as duration;
 
 pub(crate) fn state(s: State) -> pb::MemberState {
     match s {

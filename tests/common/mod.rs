@@ -458,6 +458,24 @@ pub async fn all_online(members: &[heartbeat::client::Client]) {
     }
 }
 
+/// A loopback address nobody listens on right now (for a server to start on
+/// later, or to restart on).
+pub fn free_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+/// A fresh, empty temporary directory for this test process.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("hb-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
 /// A channel to `addr` (`host:port`, plaintext).
 pub async fn connect_addr(addr: &str) -> Channel {
     within(
