@@ -2,6 +2,16 @@
 //! deadline, polls it, and sleeps again. It is woken early only when a new
 //! deadline lands before the one it sleeps for (a Join), never per ping.
 //!
+//! Wake-ups are coalesced on a grid of [`GRANULE`], as ZooKeeper rounds
+//! session expiries up to its tick. Every live member has a queue entry that
+//! falls due about once per timeout (the lazy re-arm of a pinging member), so
+//! a large fleet has a due entry nearly every millisecond. Waking for each
+//! cost a thread wake-up, a context switch and the registry lock each time:
+//! measured at 10k members, 1 Hz, about 850 extra wake-ups a second and a
+//! fifth of the server's CPU. On the grid the driver wakes at most
+//! 1 / GRANULE times a second and handles everything due in one poll; a
+//! deadline is acted on at most one granule late.
+//!
 //! It is also the local-pause guard. It never sleeps longer than [`TICK`],
 //! and it measures how late it wakes. Lateness beyond [`STALL_THRESHOLD`]
 //! means the server itself did not run: a pause, CPU starvation, SIGSTOP.
@@ -22,6 +32,9 @@ use super::state::Shared;
 /// Longest sleep: the resolution of stall detection.
 pub(crate) const TICK: Duration = Duration::from_millis(50);
 
+/// Wake-up grid: a deadline is acted on at most this late (plus scheduling).
+pub(crate) const GRANULE: Duration = Duration::from_millis(10);
+
 /// Lateness below this is ordinary timer and scheduling noise.
 pub(crate) const STALL_THRESHOLD: Duration = Duration::from_millis(20);
 
@@ -29,6 +42,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let sleep = tokio::time::sleep(TICK);
     tokio::pin!(sleep);
     let mut stall = None;
+    let epoch = Instant::now();
     loop {
         let now = Instant::now();
         let next = shared.with(|i| {
@@ -38,7 +52,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             i.core.poll(now);
             i.core.next_deadline()
         });
-        let target = next.map_or(now + TICK, |n| n.min(now + TICK));
+        let target = next.map_or(now + TICK, |n| on_grid(epoch, n).min(now + TICK));
         sleep.as_mut().reset(target);
         tokio::select! {
             _ = &mut sleep => {
@@ -56,5 +70,30 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             _ = shared.wake.notified() => {}
             _ = shared.drain.cancelled() => return,
         }
+    }
+}
+
+/// The first grid point at or after `t`: `epoch + k * GRANULE`.
+fn on_grid(epoch: Instant, t: Instant) -> Instant {
+    let granule = GRANULE.as_nanos();
+    let since = t.saturating_duration_since(epoch).as_nanos();
+    let steps = since.div_ceil(granule);
+    epoch + Duration::from_nanos(u64::try_from(steps * granule).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_round_up_to_the_grid() {
+        let epoch = Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(on_grid(epoch, epoch), epoch);
+        assert_eq!(on_grid(epoch, epoch + ms(1)), epoch + ms(10));
+        assert_eq!(on_grid(epoch, epoch + ms(10)), epoch + ms(10));
+        assert_eq!(on_grid(epoch, epoch + Duration::from_nanos(10_000_001)), epoch + ms(20));
+        // A deadline already past (before the epoch) is due now.
+        assert_eq!(on_grid(epoch + ms(5), epoch), epoch + ms(5));
     }
 }
