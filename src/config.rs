@@ -52,6 +52,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Joins per second, server-wide (bursts up to the same number).
     pub max_join_rate: u32,
+    /// Pings per second the server is sized for (`None` = unlimited): past
+    /// it, intervals stretch through `Pong.interval`, then Joins are refused.
+    pub max_ping_rate: Option<u32>,
     /// TLS on the gRPC port (`None` = plaintext).
     pub tls: Option<TlsFiles>,
     /// Who may join what, and who may read (`None` = everybody may).
@@ -90,6 +93,7 @@ impl Default for ServerConfig {
             max_members: 100_000,
             max_connections: 20_000,
             max_join_rate: 2_000,
+            max_ping_rate: None,
             tls: None,
             authz: None,
         }
@@ -176,6 +180,9 @@ impl ServerConfig {
                 "--max-members, --max-connections and --max-join-rate must be positive".into(),
             );
         }
+        if self.max_ping_rate == Some(0) {
+            return err("--max-ping-rate must be positive (leave it out for no limit)".into());
+        }
         if self.watch_buffer == 0 || self.max_concurrent_streams == 0 {
             return err("watch buffer and max concurrent streams must be positive".into());
         }
@@ -217,6 +224,7 @@ mod tests {
                 "--join-timeout",
             ),
             (|c| c.retention = Duration::from_millis(0), "--retention"),
+            (|c| c.max_ping_rate = Some(0), "--max-ping-rate"),
         ];
         for (change, flag) in cases {
             let mut c = ServerConfig::default();

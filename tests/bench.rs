@@ -56,3 +56,56 @@ async fn bench_smoke_run_reports_json() {
     assert_eq!(p.wait_exit(WAIT).await.code(), Some(0));
     server.stop().await;
 }
+
+/// The overload behaviour shows in the bench: past `--max-ping-rate` the
+/// server slows members down and then refuses Joins, and kills nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_shows_refused_and_slowed_members_past_the_ping_budget() {
+    // 100 pings/s; members at 1 s with a 3 s timeout can go to 1.5 s, so
+    // exactly 150 fit.
+    let server = TestServer::with(heartbeat::config::ServerConfig {
+        max_ping_rate: Some(100),
+        ..quick_drain()
+    })
+    .await;
+    let mut p = Proc::spawn(&[
+        "bench",
+        "--server",
+        &server.url(),
+        "--members",
+        "200",
+        "--connections",
+        "4",
+        "--duration",
+        "4s",
+        "--interval",
+        "1s",
+        "--timeout",
+        "3s",
+        "--json",
+        "--quiet",
+    ]);
+    let report = async {
+        loop {
+            let line = p.out.recv().await.expect("bench printed its report");
+            if line.starts_with('{') {
+                return line;
+            }
+        }
+    };
+    let line = tokio::time::timeout(std::time::Duration::from_secs(60), report)
+        .await
+        .expect("the bench report within 60 s");
+    let r: serde_json::Value = serde_json::from_str(&line).expect("one JSON object");
+    assert_eq!(
+        (r["joined"].as_u64(), r["refused"].as_u64()),
+        (Some(150), Some(50))
+    );
+    assert!(
+        r["slowed"].as_u64().unwrap() > 0,
+        "early joiners were slowed: {r}"
+    );
+    assert_eq!(r["false_expiries"], 0);
+    assert_eq!(p.wait_exit(WAIT).await.code(), Some(0));
+    server.stop().await;
+}

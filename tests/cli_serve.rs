@@ -65,6 +65,14 @@ async fn env_vars_set_flags_and_bad_values_name_the_flag() {
     .await;
     assert_eq!(code, Some(1));
     assert!(err.contains("--min-interval"), "{err}");
+
+    let (code, err) = run(
+        &["serve", "--listen", "127.0.0.1:1", "--max-ping-rate", "0"],
+        &[],
+    )
+    .await;
+    assert_eq!(code, Some(1));
+    assert!(err.contains("--max-ping-rate"), "{err}");
 }
 
 #[tokio::test]

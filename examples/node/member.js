@@ -4,7 +4,8 @@
 //
 //   node member.js --server 127.0.0.1:50051 --service orders --instance orders-1
 //
-// Prints one line per event: joined session=N ..., server lost: ..., left.
+// Prints one line per event: joined session=N ..., interval=S (the server
+// changed it in a Pong: adopted), server lost: ..., left.
 const { performance } = require("perf_hooks");
 const { grpc, heartbeat } = require("./protos");
 const args = require("./args")({ server: "127.0.0.1:50051", service: "", instance: "" });
@@ -24,6 +25,7 @@ function session() {
     let lastHeard = performance.now();
     let timeout = 3;
     let seq = 0;
+    let ping = null;
     const finish = (outcome, line) => {
       if (settled) return;
       settled = true;
@@ -44,7 +46,7 @@ function session() {
         const w = msg.welcome;
         timeout = seconds(w.timeout);
         say(`joined session=${w.session} interval=${seconds(w.interval)} timeout=${timeout}`);
-        const ping = () => call.write({ ping: { seq: String(++seq), status: "MEMBER_STATUS_SERVING" } });
+        ping = () => call.write({ ping: { seq: String(++seq), status: "MEMBER_STATUS_SERVING" } });
         ping();
         ticker = setInterval(ping, seconds(w.interval) * 1000);
         stopping = () => {
@@ -53,6 +55,12 @@ function session() {
           call.end();
           setTimeout(() => finish("left", "leave not confirmed; the server's deadline decides"), 1000);
         };
+      } else if (msg.kind === "pong" && msg.pong.interval) {
+        // The server changed the agreed interval (it is over its ping budget,
+        // or back under it): adopt it.
+        clearInterval(ticker);
+        ticker = setInterval(ping, seconds(msg.pong.interval) * 1000);
+        say(`interval=${seconds(msg.pong.interval)}`);
       } else if (msg.kind === "drain") {
         finish("drained", "drained");
       }

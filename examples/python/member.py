@@ -8,7 +8,8 @@ backoff), and sends Leave on SIGTERM or SIGINT.
     python member.py --server 127.0.0.1:50051 --service orders --instance orders-1
 
 Prints one line per event on stdout: `joined session=N interval=S timeout=S`,
-`server lost: ...`, `drained`, `left`.
+`interval=S` (the server changed it in a Pong: adopted), `server lost: ...`,
+`drained`, `left`.
 """
 
 import argparse
@@ -99,6 +100,7 @@ def run_session(stub, args, stopping):
             last_heard = time.monotonic()
             if msg.HasField("pong") and msg.pong.HasField("interval"):
                 interval = msg.pong.interval.ToTimedelta().total_seconds()
+                say(f"interval={interval}")
             if msg.HasField("drain"):
                 say("drained")
                 time.sleep(msg.drain.reconnect_after.ToTimedelta().total_seconds())

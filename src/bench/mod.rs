@@ -9,7 +9,9 @@
 //! - false expiries: a member that kept pinging but whose stream was ended;
 //! - detection lateness of the hung members: when DEADLINE_EXCEEDED arrived,
 //!   minus their last ping plus the timeout;
-//! - join time;
+//! - join time, and how many Joins the server refused (RESOURCE_EXHAUSTED)
+//!   and how many members it slowed down (`Pong.interval`, which the bench
+//!   adopts like any client): the overload behaviour of `--max-ping-rate`;
 //! - with a server PID, the server's CPU seconds per ping and RSS per member,
 //!   read from /proc.
 
@@ -51,6 +53,10 @@ pub struct BenchConfig {
 pub struct Report {
     /// Members that joined.
     pub joined: usize,
+    /// Joins the server refused with RESOURCE_EXHAUSTED (at a limit).
+    pub refused: usize,
+    /// Members the server told a longer interval (Pong.interval).
+    pub slowed: usize,
     /// From the first Join sent to the last Welcome received.
     pub join_time: Duration,
     /// Pongs received in the measured phase.
@@ -91,6 +97,8 @@ impl Report {
         let us = |d: Duration| d.as_secs_f64() * 1e6;
         serde_json::json!({
             "joined": self.joined,
+            "refused": self.refused,
+            "slowed": self.slowed,
             "join_time_ms": self.join_time.as_secs_f64() * 1e3,
             "pongs": self.pongs,
             "pings_per_sec": self.pings_per_sec,
@@ -115,7 +123,14 @@ impl Report {
         let mut out = format!(
             "members joined      {}\njoin time           {}\npings/s             {:.0}\n\
              pong RTT            p50 {}  p99 {}  p99.9 {}  max {}\nfalse expiries      {}\n",
-            self.joined,
+            if self.refused > 0 {
+                format!(
+                    "{} ({} refused: RESOURCE_EXHAUSTED)",
+                    self.joined, self.refused
+                )
+            } else {
+                self.joined.to_string()
+            },
             ms(self.join_time),
             self.pings_per_sec,
             ms(self.rtt_p50),
@@ -133,6 +148,9 @@ impl Report {
                 ms(self.lateness_p99),
                 ms(self.lateness_max)
             );
+        }
+        if self.slowed > 0 {
+            out += &format!("slowed by server    {} (Pong.interval)\n", self.slowed);
         }
         if let Some(cpu) = self.cpu_per_ping {
             out += &format!("server CPU/ping     {:.1} us\n", cpu.as_secs_f64() * 1e6);

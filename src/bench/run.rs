@@ -24,7 +24,17 @@ struct Stats {
     pongs: AtomicU64,
     false_expiries: AtomicUsize,
     hung_detected: AtomicUsize,
+    /// Members told a longer interval than their Welcome's (Pong.interval).
+    slowed: AtomicUsize,
     measuring: AtomicBool,
+}
+
+/// How a member's Join ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Joined {
+    Welcomed,
+    /// RESOURCE_EXHAUSTED: the server is at a limit (overload behaviour).
+    Refused,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -61,12 +71,13 @@ pub async fn run(cfg: BenchConfig) -> Result<Report, String> {
         pongs: AtomicU64::new(0),
         false_expiries: AtomicUsize::new(0),
         hung_detected: AtomicUsize::new(0),
+        slowed: AtomicUsize::new(0),
         measuring: AtomicBool::new(false),
     });
     let hung = (cfg.members as f64 * cfg.hung).round() as usize;
     let stop = CancellationToken::new();
     let hang = CancellationToken::new();
-    let (welcomed_tx, mut welcomed) = mpsc::channel::<()>(cfg.members);
+    let (welcomed_tx, mut welcomed) = mpsc::channel::<Joined>(cfg.members);
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(cfg.members);
     for i in 0..cfg.members {
@@ -83,18 +94,19 @@ pub async fn run(cfg: BenchConfig) -> Result<Report, String> {
         tasks.push(tokio::spawn(member.run()));
     }
     drop(welcomed_tx);
-    let mut joined = 0;
-    while joined < cfg.members {
+    let (mut joined, mut refused) = (0, 0);
+    while joined + refused < cfg.members {
         match tokio::time::timeout(Duration::from_secs(60), welcomed.recv()).await {
-            Ok(Some(())) => joined += 1,
+            Ok(Some(Joined::Welcomed)) => joined += 1,
+            Ok(Some(Joined::Refused)) => refused += 1,
             _ => break,
         }
     }
     let join_time = start.elapsed();
-    if joined < cfg.members {
+    if joined + refused < cfg.members || joined == 0 {
         stop.cancel();
         return Err(format!(
-            "only {joined} of {} members joined within 60 s",
+            "only {joined} of {} members joined within 60 s ({refused} refused)",
             cfg.members
         ));
     }
@@ -113,12 +125,13 @@ pub async fn run(cfg: BenchConfig) -> Result<Report, String> {
                 let pongs = stats.pongs.load(Ordering::Relaxed);
                 if cfg.progress {
                     eprintln!(
-                        "[{:>4.0}s] {:>8} pings/s  false expiries {}  hung detected {}/{}",
+                        "[{:>4.0}s] {:>8} pings/s  false expiries {}  hung detected {}/{}  slowed {}",
                         measured.elapsed().as_secs_f64(),
                         pongs - last_pongs,
                         stats.false_expiries.load(Ordering::Relaxed),
                         stats.hung_detected.load(Ordering::Relaxed),
-                        hung
+                        hung,
+                        stats.slowed.load(Ordering::Relaxed),
                     );
                 }
                 last_pongs = pongs;
@@ -149,13 +162,15 @@ pub async fn run(cfg: BenchConfig) -> Result<Report, String> {
     let (cpu_per_ping, rss_per_member, rss) = match (before, after_join, end) {
         (Some(b), Some(a), Some(e)) => (
             (pongs > 0).then(|| (e.cpu.saturating_sub(a.cpu)) / pongs as u32),
-            Some(a.rss.saturating_sub(b.rss) / cfg.members as u64),
+            Some(a.rss.saturating_sub(b.rss) / joined as u64),
             Some(e.rss),
         ),
         _ => (None, None, None),
     };
     Ok(Report {
         joined,
+        refused,
+        slowed: stats.slowed.load(Ordering::Relaxed),
         join_time,
         pongs,
         pings_per_sec: pongs as f64 / elapsed.as_secs_f64(),
@@ -183,7 +198,7 @@ struct Member {
     stats: Arc<Stats>,
     stop: CancellationToken,
     hang: CancellationToken,
-    welcomed: mpsc::Sender<()>,
+    welcomed: mpsc::Sender<Joined>,
 }
 
 impl Member {
@@ -200,10 +215,15 @@ impl Member {
             kind: Some(beat_request::Kind::Join(join)),
         });
         let mut client = HeartbeatClient::new(self.channel.clone());
-        let Ok(resp) = client.beat(ReceiverStream::new(rx)).await else {
-            return;
+        let refused = |s: &tonic::Status| s.code() == Code::ResourceExhausted;
+        let mut responses = match client.beat(ReceiverStream::new(rx)).await {
+            Ok(resp) => resp.into_inner(),
+            Err(s) if refused(&s) => {
+                let _ = self.welcomed.send(Joined::Refused).await;
+                return;
+            }
+            Err(_) => return,
         };
-        let mut responses = resp.into_inner();
         let (interval, timeout) = match responses.message().await {
             Ok(Some(m)) => match m.kind {
                 Some(beat_response::Kind::Welcome(w)) => (
@@ -212,9 +232,14 @@ impl Member {
                 ),
                 _ => return,
             },
+            Err(s) if refused(&s) => {
+                let _ = self.welcomed.send(Joined::Refused).await;
+                return;
+            }
             _ => return,
         };
-        let _ = self.welcomed.send(()).await;
+        let _ = self.welcomed.send(Joined::Welcomed).await;
+        let mut slowed = false;
         // Spread the members' pings over the interval.
         let offset = interval.mul_f64(rand::random::<f64>());
         let mut ticker = tokio::time::interval_at(Instant::now() + offset, interval);
@@ -239,6 +264,17 @@ impl Member {
                 }
                 msg = responses.message() => match msg {
                     Ok(Some(m)) => {
+                        // Adopt a changed interval, as a real client must.
+                        if let Some(beat_response::Kind::Pong(p)) = &m.kind
+                            && let Some(new) = std_duration(p.interval).filter(|d| !d.is_zero() && *d != ticker.period())
+                        {
+                            ticker = tokio::time::interval_at(Instant::now() + new, new);
+                            ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                            if new > interval && !slowed {
+                                slowed = true;
+                                self.stats.slowed.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
                         if let Some(beat_response::Kind::Pong(p)) = m.kind
                             && let Some((s, at)) = sent
                             && s == p.seq

@@ -64,6 +64,9 @@ pub struct ServeArgs {
     /// Joins per second, server-wide; more get RESOURCE_EXHAUSTED and retry with backoff.
     #[arg(long, env = "HEARTBEAT_MAX_JOIN_RATE", default_value_t = 2_000)]
     max_join_rate: u32,
+    /// Pings per second this server is sized for (measure it with `heartbeat bench`). Past it, members are told a longer interval in Pong.interval (up to half their timeout), then Joins get RESOURCE_EXHAUSTED. Unlimited when left out.
+    #[arg(long, env = "HEARTBEAT_MAX_PING_RATE")]
+    max_ping_rate: Option<u32>,
     /// TLS certificate chain (PEM) for the gRPC port.
     #[arg(long, env = "HEARTBEAT_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<std::path::PathBuf>,
@@ -148,6 +151,7 @@ impl ServeArgs {
             max_connections: self.max_connections,
             max_concurrent_streams: self.max_streams_per_connection,
             max_join_rate: self.max_join_rate,
+            max_ping_rate: self.max_ping_rate,
             ..ServerConfig::default()
         }
     }

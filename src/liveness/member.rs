@@ -76,8 +76,10 @@ pub struct JoinRequest {
 pub struct Joined {
     /// The new session's id, for every later call of the stream.
     pub id: MemberId,
-    /// Agreed interval.
+    /// Agreed interval (stretched when the server is over its ping budget).
     pub interval: Duration,
+    /// The interval negotiated from the Join, before any stretch.
+    pub base_interval: Duration,
     /// Agreed timeout.
     pub timeout: Duration,
     /// The session this Join superseded, if it took over a live one.

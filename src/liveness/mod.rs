@@ -5,11 +5,13 @@
 //! next needs to run, so tests drive it with explicit instants and the server
 //! drives it from one timer task.
 
+mod budget;
 mod deadlines;
 mod member;
 mod registry;
 pub mod timing;
 
+pub use budget::PingBudget;
 pub use deadlines::DeadlineQueue;
 pub use member::{
     Event, EventKind, Fenced, Health, JoinRequest, Joined, Labels, MemberId, MemberView, Reason,

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::budget::PingBudget;
 use super::deadlines::DeadlineQueue;
 use super::member::{
     Event, EventKind, Fenced, Health, JoinRequest, Joined, MemberId, MemberView, Reason, State,
@@ -44,6 +45,9 @@ pub struct CoreConfig {
     pub initial_session: u64,
     /// Mass-failure protection (`None` = off).
     pub mass_failure: Option<MassFailure>,
+    /// Pings per second the server is sized for (`None` = unlimited); past
+    /// it, intervals stretch and then Joins are refused (see [`PingBudget`]).
+    pub max_ping_rate: Option<u32>,
 }
 
 /// When more than `threshold` of at least `min_members` live members are
@@ -76,6 +80,7 @@ impl Default for CoreConfig {
             initial_revision: 0,
             initial_session: 1,
             mass_failure: Some(MassFailure::default()),
+            max_ping_rate: None,
         }
     }
 }
@@ -112,6 +117,9 @@ impl Outbox {
 
 #[derive(Debug)]
 struct Entry {
+    /// `view.interval` is the interval the member was last told; this is
+    /// the one negotiated at Join, before any stretch of the ping budget.
+    base_interval: Duration,
     view: MemberView,
     /// When the member became DEAD or LEFT.
     ended_at: Option<Instant>,
@@ -200,11 +208,14 @@ pub struct Registry {
     live: u32,
     /// Members SUSPECT.
     suspect: u32,
+    /// Offered pings/s of the live members, and the stretch that bounds it.
+    budget: PingBudget,
 }
 
 impl Registry {
     /// An empty table.
     pub fn new(cfg: CoreConfig) -> Self {
+        let budget = PingBudget::new(cfg.max_ping_rate, cfg.bounds.max_interval);
         Self {
             revision: cfg.initial_revision,
             next_session: cfg.initial_session,
@@ -220,6 +231,7 @@ impl Registry {
             stall: Duration::ZERO,
             live: 0,
             suspect: 0,
+            budget,
         }
     }
 
@@ -242,10 +254,29 @@ impl Registry {
         &self.cfg
     }
 
+    /// The ping budget: offered load and stretch, for metrics.
+    pub fn budget(&self) -> &PingBudget {
+        &self.budget
+    }
+
+    /// Whether the ping budget has room for this Join (a takeover of a
+    /// live member frees that member's share first).
+    pub fn admits(&self, req: &JoinRequest) -> bool {
+        let (interval, timeout) = negotiate(&self.cfg.bounds, req.interval, req.timeout);
+        let name = format!("{}/{}", req.service, req.instance);
+        let replacing = self
+            .index
+            .get(name.as_str())
+            .and_then(|&slot| self.slots[slot as usize].as_ref())
+            .filter(|e| e.view.state.is_live())
+            .map(|e| (e.base_interval, e.view.timeout));
+        self.budget.admits(interval, timeout, replacing)
+    }
+
     /// Accepts a validated Join: a new member, or a new session of a known
     /// one (a live older session is superseded and its stream ended).
     pub fn join(&mut self, req: JoinRequest, now: Instant) -> Joined {
-        let (interval, timeout) = negotiate(&self.cfg.bounds, req.interval, req.timeout);
+        let (base, timeout) = negotiate(&self.cfg.bounds, req.interval, req.timeout);
         let session = self.next_session;
         self.next_session += 1;
         let name = format!("{}/{}", req.service, req.instance);
@@ -260,7 +291,15 @@ impl Registry {
                 from = Some(entry.view.state);
                 if entry.view.state.is_live() {
                     superseded = Some(entry.view.session);
+                    // A live member stays live: its share of the budget
+                    // changes hands here rather than in moved().
+                    let old = (entry.base_interval, entry.view.timeout);
+                    self.budget.remove(old.0, old.1);
+                    self.budget.add(base, timeout);
                 }
+                let interval = self.budget.interval(base, timeout);
+                let entry = self.entry_mut(slot);
+                entry.base_interval = base;
                 let v = &mut entry.view;
                 (v.labels, v.state, v.status, v.session) =
                     (labels, State::Alive, Status::Serving, session);
@@ -279,12 +318,13 @@ impl Registry {
                     state: State::Alive,
                     status: Status::Serving,
                     session,
-                    interval,
+                    interval: base,
                     timeout,
                     joined_at: now,
                     last_seen: now,
                 };
                 let slot = self.alloc(Entry {
+                    base_interval: base,
                     view,
                     ended_at: None,
                     stall_mark: self.stall,
@@ -305,8 +345,11 @@ impl Registry {
             (Some(_), Some(_)) => Reason::Takeover,
             (Some(_), None) => Reason::Rejoin,
         };
-        self.emit(EventKind::Joined, reason, slot);
+        // Into the budget (moved) first, so the stretch counts this member.
         self.moved(slot, from, Some(State::Alive), None);
+        let interval = self.budget.interval(base, timeout);
+        self.entry_mut(slot).view.interval = interval;
+        self.emit(EventKind::Joined, reason, slot);
         self.arm(slot, now + suspect_after(interval, timeout));
         Joined {
             id: MemberId {
@@ -315,22 +358,35 @@ impl Registry {
                 session,
             },
             interval,
+            base_interval: base,
             timeout,
             superseded,
         }
     }
 
     /// A ping of session `id` observed at `now`. O(1), allocation-free unless
-    /// the state or status changes.
-    pub fn ping(&mut self, id: MemberId, status: Status, now: Instant) -> Result<(), Fenced> {
+    /// the state or status changes. Returns the member's new interval when
+    /// the ping budget changed it (for `Pong.interval`).
+    pub fn ping(
+        &mut self,
+        id: MemberId,
+        status: Status,
+        now: Instant,
+    ) -> Result<Option<Duration>, Fenced> {
         let stall = self.stall;
-        let entry = self.live_entry_mut(id)?;
+        let budget = &self.budget;
+        let entry = Self::live_entry(&mut self.slots, &self.gens, id)?;
         entry.stall_mark = stall;
         entry.hold = Hold::Eligible;
+        let target = budget.interval(entry.base_interval, entry.view.timeout);
         let v = &mut entry.view;
         v.last_seen = now;
+        let told = (target != v.interval).then(|| {
+            v.interval = target;
+            target
+        });
         if v.state == State::Alive && v.status == status {
-            return Ok(());
+            return Ok(told);
         }
         let before = Some(v.health());
         let revived = v.state == State::Suspect;
@@ -343,7 +399,7 @@ impl Registry {
         } else {
             self.emit(EventKind::Updated, Reason::Status, id.slot);
         }
-        Ok(())
+        Ok(told)
     }
 
     /// Session `id` leaves on purpose: LEFT at once.
@@ -550,6 +606,7 @@ impl Registry {
         };
         let health = view.health();
         let slot = self.alloc(Entry {
+            base_interval: interval,
             view,
             ended_at: None,
             stall_mark: self.stall,
@@ -585,7 +642,13 @@ impl Registry {
         let ((live_from, suspect_from), (live_to, suspect_to)) = (count(from), count(to));
         self.live = self.live + live_to - live_from;
         self.suspect = self.suspect + suspect_to - suspect_from;
-        let view = &self.slots[slot as usize].as_ref().expect("occupied").view;
+        let entry = self.slots[slot as usize].as_ref().expect("occupied");
+        match (live_from, live_to) {
+            (0, 1) => self.budget.add(entry.base_interval, entry.view.timeout),
+            (1, 0) => self.budget.remove(entry.base_interval, entry.view.timeout),
+            _ => {}
+        }
+        let view = &entry.view;
         self.outbox.transitions.push(Transition {
             name: view.name.clone(),
             service_len: view.service_len,
@@ -649,12 +712,20 @@ impl Registry {
     }
 
     fn live_entry_mut(&mut self, id: MemberId) -> Result<&mut Entry, Fenced> {
-        if self.gens.get(id.slot as usize) != Some(&id.generation) {
+        Self::live_entry(&mut self.slots, &self.gens, id)
+    }
+
+    /// [`Registry::live_entry_mut`] borrowing only the table, so the rest of
+    /// the registry stays readable alongside.
+    fn live_entry<'a>(
+        slots: &'a mut [Option<Entry>],
+        gens: &[u32],
+        id: MemberId,
+    ) -> Result<&'a mut Entry, Fenced> {
+        if gens.get(id.slot as usize) != Some(&id.generation) {
             return Err(Fenced::Removed);
         }
-        let entry = self.slots[id.slot as usize]
-            .as_mut()
-            .ok_or(Fenced::Removed)?;
+        let entry = slots[id.slot as usize].as_mut().ok_or(Fenced::Removed)?;
         if entry.view.session != id.session {
             return Err(Fenced::Superseded {
                 by: entry.view.session,

@@ -3,6 +3,7 @@
 //! with one atomic operation each.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -12,7 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::liveness::{Event, EventKind, State, StreamEnd, Transition};
+use crate::liveness::{Event, EventKind, PingBudget, State, StreamEnd, Transition};
 
 /// Most distinct services given their own `service` label value; the rest
 /// share [`OTHER_SERVICES`] (service names come from clients).
@@ -58,6 +59,8 @@ pub struct ServerMetrics {
     holds: Counter,
     connections: Gauge,
     refused: Family<ReasonLabels, Counter>,
+    offered: Gauge<f64, AtomicU64>,
+    stretch: Gauge<f64, AtomicU64>,
     /// Live service -> its label value (own name or `_other`).
     labels: Arc<Mutex<HashMap<Arc<str>, Arc<str>>>>,
 }
@@ -83,8 +86,11 @@ impl ServerMetrics {
             holds: Counter::default(),
             connections: Gauge::default(),
             refused: Family::default(),
+            offered: Gauge::default(),
+            stretch: Gauge::default(),
             labels: Arc::default(),
         };
+        m.stretch.set(1.0);
         registry.register(
             "members",
             "Listed members by service and state",
@@ -142,6 +148,16 @@ impl ServerMetrics {
             m.holds.clone(),
         );
         registry.register(
+            "offered_ping_rate",
+            "Pings per second the live members would send at their negotiated intervals",
+            m.offered.clone(),
+        );
+        registry.register(
+            "interval_stretch",
+            "Factor by which members' intervals are stretched to stay within --max-ping-rate (1 = none)",
+            m.stretch.clone(),
+        );
+        registry.register(
             "stalls",
             "Server stalls detected and credited to pending member deadlines",
             m.stalls.clone(),
@@ -152,6 +168,11 @@ impl ServerMetrics {
     /// Metrics registered nowhere (for servers nobody scrapes).
     pub fn unregistered() -> Self {
         Self::new(&mut Registry::default())
+    }
+
+    pub(crate) fn budget(&self, b: &PingBudget) {
+        self.offered.set(b.offered());
+        self.stretch.set(b.stretch());
     }
 
     pub(crate) fn ping(&self) {

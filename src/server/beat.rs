@@ -197,12 +197,16 @@ fn first(
     let (tx, ended) = oneshot::channel();
     let name = format!("{}/{}", join.service, join.instance);
     let (max_members, max_rate) = (shared.cfg.max_members, shared.cfg.max_join_rate);
+    let max_pings = shared.cfg.max_ping_rate;
     let joined = shared.with(|i| {
         if !i.joins.admit(now) {
             return Err(BeatError::JoinRate(max_rate));
         }
         if i.core.len() >= max_members && i.core.get(&name).is_none() {
             return Err(BeatError::MemberLimit(max_members));
+        }
+        if !i.core.admits(&join) {
+            return Err(BeatError::PingBudget(max_pings.unwrap_or(u32::MAX)));
         }
         let joined = i.core.join(join, now);
         i.streams.insert(joined.id.session, tx);
@@ -211,7 +215,9 @@ fn first(
     let state = Box::new(Joined {
         id: joined.id,
         timeout: joined.timeout,
-        window: rate_window(joined.interval),
+        // The negotiated interval, never the stretched one: the budget may
+        // give the member back its faster interval later.
+        window: rate_window(joined.base_interval),
         last_seq: None,
         pings: PingWindow::new(now),
         ended,
@@ -258,7 +264,7 @@ fn on_message(
             }
             m.last_seq = Some(ping.seq);
             shared.metrics.ping();
-            shared
+            let changed = shared
                 .with(|i| i.core.ping(m.id, status, now))
                 .map_err(BeatError::from)?;
             Ok(Some(BeatResponse {
@@ -266,7 +272,8 @@ fn on_message(
                     seq: ping.seq,
                     server_time: Some(shared.clock.timestamp(now)),
                     sent_at: ping.sent_at,
-                    interval: None,
+                    // Set only when the ping budget changed it (SPEC §2).
+                    interval: changed.map(duration),
                 })),
             }))
         }

@@ -92,7 +92,10 @@ mod tests {
         assert_eq!(on_grid(epoch, epoch), epoch);
         assert_eq!(on_grid(epoch, epoch + ms(1)), epoch + ms(10));
         assert_eq!(on_grid(epoch, epoch + ms(10)), epoch + ms(10));
-        assert_eq!(on_grid(epoch, epoch + Duration::from_nanos(10_000_001)), epoch + ms(20));
+        assert_eq!(
+            on_grid(epoch, epoch + Duration::from_nanos(10_000_001)),
+            epoch + ms(20)
+        );
         // A deadline already past (before the epoch) is due now.
         assert_eq!(on_grid(epoch + ms(5), epoch), epoch + ms(5));
     }

@@ -69,6 +69,12 @@ pub enum BeatError {
     /// Joins arrive faster than the server's join rate.
     #[error("join rate limit of {0}/s exceeded; retry with backoff")]
     JoinRate(u32),
+    /// Even at their slowest intervals, the members would ping more often
+    /// than the server is sized for.
+    #[error(
+        "ping budget of {0} pings/s reached even at the slowest allowed intervals; try another server or later"
+    )]
+    PingBudget(u32),
 }
 
 impl BeatError {
@@ -93,6 +99,7 @@ impl BeatError {
             BeatError::Draining => "draining",
             BeatError::MemberLimit(_) => "member_limit",
             BeatError::JoinRate(_) => "join_rate",
+            BeatError::PingBudget(_) => "ping_budget",
             BeatError::PermissionDenied { .. } => "permission_denied",
             BeatError::Fenced(_) | BeatError::Dead(_) => return None,
         })
@@ -107,9 +114,10 @@ impl BeatError {
             | BeatError::SecondJoin
             | BeatError::Seq { .. } => Code::InvalidArgument,
             BeatError::JoinTimeout(_) | BeatError::Dead(_) => Code::DeadlineExceeded,
-            BeatError::Flood { .. } | BeatError::MemberLimit(_) | BeatError::JoinRate(_) => {
-                Code::ResourceExhausted
-            }
+            BeatError::Flood { .. }
+            | BeatError::MemberLimit(_)
+            | BeatError::JoinRate(_)
+            | BeatError::PingBudget(_) => Code::ResourceExhausted,
             BeatError::Fenced(Fenced::Superseded { .. }) => Code::Aborted,
             BeatError::Fenced(Fenced::Dead) => Code::DeadlineExceeded,
             BeatError::Fenced(Fenced::Left | Fenced::Removed) => Code::FailedPrecondition,

@@ -91,6 +91,7 @@ impl Shared {
             initial_revision: micros,
             initial_session: micros,
             mass_failure: cfg.mass_failure,
+            max_ping_rate: cfg.max_ping_rate,
         });
         Arc::new(Self {
             inner: Mutex::new(Inner {
@@ -120,6 +121,9 @@ impl Shared {
             let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
             let r = f(&mut inner);
             let Inner { core, streams, .. } = &mut *inner;
+            if !core.outbox().transitions.is_empty() {
+                self.metrics.budget(core.budget());
+            }
             let out = core.outbox();
             let events = if out.is_empty() {
                 Vec::new()

@@ -10,7 +10,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from conftest import ROOT, Lines
+from conftest import ROOT, Lines, Server
 
 WAIT = 10.0
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -85,3 +85,31 @@ def test_node_member_and_health_watcher(server, stubs, node):
         watcher.proc.kill()
         if member:
             member.proc.kill()
+
+
+def test_node_and_python_members_adopt_the_interval_the_server_tells_them(node):
+    """Past --max-ping-rate the server stretches intervals through
+    Pong.interval; both example clients adopt it, and get the fast one back."""
+    server = Server("--max-ping-rate", "5", "--default-interval", "200ms", "--default-timeout", "2s")
+    d = ROOT / "examples" / "node"
+    node_member = py_member = None
+    try:
+        # 200 ms = 5 pings/s: exactly the budget.
+        node_member = Lines(node, str(d / "member.js"), "--server", server.addr, "--service", "ov", "--instance", "n")
+        assert "interval=0.2 " in node_member.expect("joined")
+        # A second member doubles the offered rate: everybody goes to 400 ms.
+        py_member = Lines(sys.executable, str(ROOT / "examples" / "python" / "member.py"),
+                          "--server", server.addr, "--service", "ov", "--instance", "p", "--interval", "0.2")
+        assert "interval=0.4 " in py_member.expect("joined")
+        assert node_member.expect("interval=") == "interval=0.4"
+        # The Python member leaves: back under the budget, back to 200 ms.
+        assert py_member.stop() == 0
+        py_member.expect("left")
+        assert node_member.expect("interval=") == "interval=0.2"
+        assert node_member.stop() == 0
+        node_member.expect("left")
+    finally:
+        for m in (node_member, py_member):
+            if m:
+                m.proc.kill()
+        server.stop()
