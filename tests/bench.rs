@@ -1,5 +1,5 @@
-//! CI smoke run of `heartbeat bench` (1k members, 10 s): it works and its
-//! JSON says what a user relies on. How fast is measured in BENCHMARKS.md,
+//! CI smoke run of `heartbeat bench` (1k members, 200 health watchers, 10 s):
+//! it works and its JSON says what a user relies on. How fast is measured in BENCHMARKS.md,
 //! never asserted here.
 
 mod common;
@@ -26,6 +26,8 @@ async fn bench_smoke_run_reports_json() {
         "2s",
         "--hung",
         "0.01",
+        "--watchers",
+        "200",
         "--json",
         "--quiet",
         "--server-pid",
@@ -53,6 +55,12 @@ async fn bench_smoke_run_reports_json() {
     assert!(r["pongs"].as_u64().unwrap() > 0);
     assert!(r["rtt_us"]["p99"].as_f64().unwrap() > 0.0);
     assert!(r["server_rss_bytes"].as_u64().is_some(), "the PID was read");
+    // Every flip of the watched service's health reached every watcher.
+    let w = &r["watch"];
+    assert_eq!(w["watchers"], 200);
+    let flips = w["flips"].as_u64().expect("flips");
+    assert!(flips > 0, "{w}");
+    assert_eq!(w["deliveries"].as_u64(), Some(flips * 200), "{w}");
     assert_eq!(p.wait_exit(WAIT).await.code(), Some(0));
     server.stop().await;
 }

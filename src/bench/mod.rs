@@ -13,10 +13,14 @@
 //!   and how many members it slowed down (`Pong.interval`, which the bench
 //!   adopts like any client): the overload behaviour of `--max-ping-rate`;
 //! - with a server PID, the server's CPU seconds per ping and RSS per member,
-//!   read from /proc.
+//!   read from /proc;
+//! - with `--watchers N`, the Health Watch fan-out: N Watch streams on a
+//!   service whose health flips once a second, and how long each flip took
+//!   to reach them (see `watch.rs`).
 
 mod proc_stats;
 mod run;
+mod watch;
 
 use std::time::Duration;
 
@@ -46,6 +50,26 @@ pub struct BenchConfig {
     pub server_pid: Option<u32>,
     /// Print a progress line every second (to stderr).
     pub progress: bool,
+    /// Health Watch streams measuring the fan-out of a flip (0 = none).
+    pub watchers: usize,
+}
+
+/// The Health Watch fan-out: flips of one service's health and how long
+/// each took to reach every watcher.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WatchReport {
+    /// Watch streams.
+    pub watchers: usize,
+    /// Flips of the service's health.
+    pub flips: u64,
+    /// Flip messages received (flips × watchers when none was lost).
+    pub deliveries: u64,
+    /// From the flipping Ping to a watcher's message: p50.
+    pub p50: Duration,
+    /// p99.
+    pub p99: Duration,
+    /// Max.
+    pub max: Duration,
 }
 
 /// What was measured.
@@ -89,6 +113,8 @@ pub struct Report {
     pub rss_per_member: Option<u64>,
     /// Server RSS at the end, in bytes (with a PID).
     pub rss: Option<u64>,
+    /// Health Watch fan-out (with `--watchers`).
+    pub watch: Option<WatchReport>,
 }
 
 impl Report {
@@ -114,6 +140,16 @@ impl Report {
             "server_cpu_us_per_ping": self.cpu_per_ping.map(us),
             "server_rss_per_member_bytes": self.rss_per_member,
             "server_rss_bytes": self.rss,
+            "watch": self.watch.as_ref().map(|w| serde_json::json!({
+                "watchers": w.watchers,
+                "flips": w.flips,
+                "deliveries": w.deliveries,
+                "fanout_ms": {
+                    "p50": w.p50.as_secs_f64() * 1e3,
+                    "p99": w.p99.as_secs_f64() * 1e3,
+                    "max": w.max.as_secs_f64() * 1e3,
+                },
+            })),
         })
     }
 
@@ -151,6 +187,19 @@ impl Report {
         }
         if self.slowed > 0 {
             out += &format!("slowed by server    {} (Pong.interval)\n", self.slowed);
+        }
+        if let Some(w) = &self.watch {
+            out += &format!(
+                "health watch        {} flips to {} watchers: {}/{} delivered\n\
+                 watch fan-out       p50 {}  p99 {}  max {}\n",
+                w.flips,
+                w.watchers,
+                w.deliveries,
+                w.flips * w.watchers as u64,
+                ms(w.p50),
+                ms(w.p99),
+                ms(w.max)
+            );
         }
         if let Some(cpu) = self.cpu_per_ping {
             out += &format!("server CPU/ping     {:.1} us\n", cpu.as_secs_f64() * 1e6);

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
+use super::watch::Fanout;
 use super::{BenchConfig, ProcStats, Report};
 use crate::pb::heartbeat::v1::{
     BeatRequest, Join, Leave, Ping, beat_request, beat_response, heartbeat_client::HeartbeatClient,
@@ -112,6 +113,25 @@ pub async fn run(cfg: BenchConfig) -> Result<Report, String> {
     }
 
     let after_join = cfg.server_pid.and_then(ProcStats::read);
+    let fanout = if cfg.watchers > 0 {
+        let f = Fanout::start(
+            &channels,
+            &cfg.service,
+            cfg.watchers,
+            cfg.interval,
+            histogram,
+        )
+        .await;
+        match f {
+            Ok(f) => Some(f),
+            Err(e) => {
+                stop.cancel();
+                return Err(e);
+            }
+        }
+    } else {
+        None
+    };
     stats.measuring.store(true, Ordering::Relaxed);
     let measured = Instant::now();
     let mut tick =
@@ -122,6 +142,9 @@ pub async fn run(cfg: BenchConfig) -> Result<Report, String> {
     while measured.elapsed() < cfg.duration {
         tokio::select! {
             _ = tick.tick() => {
+                if let Some(f) = &fanout {
+                    f.flip().await;
+                }
                 let pongs = stats.pongs.load(Ordering::Relaxed);
                 if cfg.progress {
                     eprintln!(
@@ -146,6 +169,10 @@ pub async fn run(cfg: BenchConfig) -> Result<Report, String> {
     stats.measuring.store(false, Ordering::Relaxed);
     let elapsed = measured.elapsed();
     let end = cfg.server_pid.and_then(ProcStats::read);
+    let fanout = match fanout {
+        Some(f) => Some(f.finish().await),
+        None => None,
+    };
     stop.cancel();
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
@@ -187,6 +214,14 @@ pub async fn run(cfg: BenchConfig) -> Result<Report, String> {
         cpu_per_ping,
         rss_per_member,
         rss,
+        watch: fanout.map(|f| super::WatchReport {
+            watchers: f.watchers,
+            flips: f.flips,
+            deliveries: f.deliveries,
+            p50: us(f.latency.value_at_quantile(0.5)),
+            p99: us(f.latency.value_at_quantile(0.99)),
+            max: us(f.latency.max()),
+        }),
     })
 }
 

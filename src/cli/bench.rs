@@ -36,6 +36,9 @@ pub struct BenchArgs {
     /// Fraction of members that stop pinging a third of the way in (stream kept open).
     #[arg(long, default_value_t = 0.0)]
     hung: f64,
+    /// Health Watch streams on a service whose health flips once a second: measures the fan-out of a flip.
+    #[arg(long, default_value_t = 0)]
+    watchers: usize,
     /// PID of the server, for its CPU per ping and RSS per member (from /proc).
     #[arg(long)]
     server_pid: Option<u32>,
@@ -66,6 +69,7 @@ pub(crate) fn main(args: BenchArgs) -> ExitCode {
         hung: args.hung,
         server_pid: args.server_pid,
         progress: !args.quiet,
+        watchers: args.watchers,
     };
     match super::runtime(bench::run(cfg)) {
         Ok(report) => {
