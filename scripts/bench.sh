@@ -1,57 +1,88 @@
 #!/usr/bin/env bash
-# Reproduces BENCHMARKS.md: `heartbeat bench` against the bare tonic baseline
-# (examples/baseline.rs) and against `heartbeat serve`, back to back in one
-# run, at each fleet size; prints a Markdown table with the ratios.
-#   SIZES="1000 10000" DURATION=20s CONNS=20 HUNG=0.01 ./scripts/bench.sh
-# Loopback only. Never part of CI: timing does not gate anything.
+# Reproduces BENCHMARKS.md. Loopback only; never part of CI (timing gates
+# nothing). Every part prints a Markdown table; raw JSON goes to target/bench.
+#
+#   ./scripts/bench.sh                  # everything (about 20 minutes)
+#   PARTS="scale" SIZES="10000" ./scripts/bench.sh
+#
+# Parts (PARTS, default all of them):
+#   scale    `heartbeat bench` against the bare tonic baseline
+#            (examples/baseline.rs) and `heartbeat serve`, alternating, REPEAT
+#            times per fleet size in SIZES; ratios of the medians.
+#   long     LONG_MEMBERS members against `heartbeat serve` for LONG.
+#   overload 10k members against `heartbeat serve --max-ping-rate 5000`.
+#   watch    10k members and 10k Health Watch streams on a flipping service.
+#   health   Health/Check throughput with h2load (scripts/bench-health.sh).
+#
+# PIN=1 (default on 2+ CPUs) pins the server to CPU 0 and the bench to CPU 1,
+# so neither steals the other's core; PIN=0 lets the scheduler place them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SIZES=${SIZES:-"1000 10000"}
+PARTS=${PARTS:-"scale long overload watch health"}
+SIZES=${SIZES:-"1000 10000 20000 40000"}
+REPEAT=${REPEAT:-3}
 DURATION=${DURATION:-20s}
 CONNS=${CONNS:-20}
 HUNG=${HUNG:-0.01}
+LONG=${LONG:-5m}
+LONG_MEMBERS=${LONG_MEMBERS:-20000}
 PORT=${PORT:-50331}
+if [ "$(nproc)" -ge 2 ]; then PIN=${PIN:-1}; else PIN=0; fi
 cargo build --release --locked --bin heartbeat --example baseline >&2
 HB=target/release/heartbeat
 BASE=target/release/examples/baseline
 out=target/bench
 mkdir -p "$out"
+server_cpu=() bench_cpu=()
+if [ "$PIN" = 1 ]; then server_cpu=(taskset -c 0); bench_cpu=(taskset -c 1); fi
 
-run() { # NAME MEMBERS SERVER-COMMAND...
-  local name=$1 n=$2
-  shift 2
-  "$@" 2>"$out/$name-$n.log" &
+# run NAME SERVER-CMD... -- BENCH-ARGS...: one server, one bench against it.
+run() {
+  local name=$1
+  shift
+  local cmd=()
+  while [ "$1" != -- ]; do cmd+=("$1"); shift; done
+  shift
+  "${server_cpu[@]}" "${cmd[@]}" 2>"$out/$name.log" &
   local pid=$!
-  for _ in $(seq 100); do grep -q listening "$out/$name-$n.log" && break; sleep 0.1; done
-  echo "== $name, $n members" >&2
-  "$HB" bench --server "127.0.0.1:$PORT" --members "$n" --connections "$CONNS" \
-    --duration "$DURATION" --interval 1s --timeout 3s --hung "$HUNG" \
-    --server-pid "$pid" --json --quiet >"$out/$name-$n.json"
+  for _ in $(seq 100); do grep -q listening "$out/$name.log" && break; sleep 0.1; done
+  echo "== $name" >&2
+  "${bench_cpu[@]}" "$HB" bench --server "127.0.0.1:$PORT" --connections "$CONNS" --interval 1s \
+    --timeout 3s --server-pid "$pid" --json --quiet "$@" >"$out/$name.json" || true
   kill -TERM "$pid"
   wait "$pid" || true
 }
+serve=("$HB" serve --listen "127.0.0.1:$PORT" --log-format json --max-join-rate 1000000 --drain 100ms)
+baseline=("$BASE" "127.0.0.1:$PORT")
 
-for n in $SIZES; do
-  run baseline "$n" "$BASE" "127.0.0.1:$PORT"
-  run heartbeat "$n" "$HB" serve --listen "127.0.0.1:$PORT" --log-format json \
-    --max-join-rate 1000000 --drain 100ms
+for part in $PARTS; do
+  case $part in
+  scale)
+    rm -f "$out"/scale-*
+    for n in $SIZES; do
+      for r in $(seq "$REPEAT"); do
+        run "scale-baseline-$n-$r" "${baseline[@]}" -- --members "$n" --duration "$DURATION" --hung "$HUNG"
+        run "scale-heartbeat-$n-$r" "${serve[@]}" -- --members "$n" --duration "$DURATION" --hung "$HUNG"
+      done
+    done
+    ;;
+  long)
+    run "long-heartbeat-$LONG_MEMBERS" "${serve[@]}" -- --members "$LONG_MEMBERS" --duration "$LONG"
+    ;;
+  overload)
+    run overload "${serve[@]}" --max-ping-rate 5000 -- --members 10000 --duration "$DURATION"
+    ;;
+  watch)
+    run watch "${serve[@]}" -- --members 10000 --watchers 10000 --duration "$DURATION"
+    ;;
+  health)
+    if ! command -v h2load >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      apt-get install -y -qq nghttp2-client >&2
+    fi
+    MEMBERS=10000 REQUESTS=200000 ./scripts/bench-health.sh | tee "$out/health.txt"
+    ;;
+  *) echo "unknown part $part" >&2; exit 1 ;;
+  esac
 done
 
-python3 - "$out" $SIZES <<'PY'
-import json, sys
-out, sizes = sys.argv[1], sys.argv[2:]
-print("| members | server | pings/s | CPU µs/ping | RSS KiB/member | RTT p50 / p99 / p99.9 ms | false expiries | hung detected | lateness p50 / p99 ms | join ms |")
-print("|---|---|---|---|---|---|---|---|---|---|")
-for n in sizes:
-    rows = {name: json.load(open(f"{out}/{name}-{n}.json")) for name in ("baseline", "heartbeat")}
-    for name, r in rows.items():
-        rtt, late = r["rtt_us"], r["detection_lateness_ms"]
-        cpu = r["server_cpu_us_per_ping"]
-        print(f"| {n} | {name} | {r['pings_per_sec']:.0f} | {cpu:.1f} | {r['server_rss_per_member_bytes']/1024:.2f} | "
-              f"{rtt['p50']/1e3:.2f} / {rtt['p99']/1e3:.2f} / {rtt['p999']/1e3:.2f} | {r['false_expiries']} | "
-              f"{r['hung_detected']}/{r['hung']} | {late['p50']:.2f} / {late['p99']:.2f} | {r['join_time_ms']:.0f} |")
-    b, h = rows["baseline"], rows["heartbeat"]
-    cpu_ratio = h["server_cpu_us_per_ping"] / b["server_cpu_us_per_ping"] if b["server_cpu_us_per_ping"] else float("nan")
-    rss_ratio = h["server_rss_per_member_bytes"] / max(b["server_rss_per_member_bytes"], 1)
-    print(f"| {n} | **ratio** | | **{cpu_ratio:.2f}×** | **{rss_ratio:.2f}×** | | | | | |")
-PY
+python3 scripts/bench_tables.py "$out" "$PIN" $PARTS -- $SIZES
