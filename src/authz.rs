@@ -226,6 +226,30 @@ pub fn glob(pattern: &str, s: &str) -> bool {
     p[pi..].iter().all(|&c| c == '*')
 }
 
+/// The read rule of `authz` (if any) for `req`: UNAUTHENTICATED without an
+/// identity, PERMISSION_DENIED for one the file does not let read.
+pub fn read_allowed<T>(
+    authz: Option<&Authz>,
+    req: &tonic::Request<T>,
+) -> Result<(), tonic::Status> {
+    let Some(authz) = authz else {
+        return Ok(());
+    };
+    let id = Identity::of(req);
+    if authz.may_read(&id) {
+        Ok(())
+    } else if id.principals.is_empty() {
+        Err(tonic::Status::unauthenticated(
+            "reading needs a client certificate or a bearer token",
+        ))
+    } else {
+        Err(tonic::Status::permission_denied(format!(
+            "{} may not read",
+            id.describe()
+        )))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

