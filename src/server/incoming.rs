@@ -5,6 +5,17 @@
 //!   (slowloris, port scanners, garbage). The bytes are read here and
 //!   replayed to the server, and the wait runs in a task of its own, so a
 //!   slow client never holds up `accept`.
+//!
+//! It also consolidates writes, as Netty's `FlushConsolidationHandler` does:
+//! the first write of a burst yields to the scheduler once before the
+//! syscall. When one event readies many streams of a connection at once (a
+//! health flip reaching thousands of Watch streams, the pongs of many
+//! members), tokio would otherwise run the connection task right after each
+//! stream task (its LIFO slot), and h2 would write every frame in a
+//! `writev` of its own. Yielding puts the connection task at the back of the
+//! run queue, so the other streams queue their frames first and one syscall
+//! carries them all. Measured: a flip reaching 10k watchers spent 45 % of the
+//! server's time in `writev`, about 10 µs per watcher.
 
 use std::io;
 use std::pin::Pin;
@@ -56,6 +67,8 @@ pub(crate) struct Conn {
     prefix: [u8; 24],
     prefix_len: usize,
     replay: usize,
+    /// This write burst already yielded once (see the module docs).
+    yielded: bool,
     _permit: OwnedSemaphorePermit,
     metrics: ServerMetrics,
 }
@@ -91,13 +104,35 @@ impl AsyncRead for Conn {
     }
 }
 
+impl Conn {
+    /// Yields once per write burst; `Ready` when the write may go ahead.
+    fn consolidate(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.yielded {
+            return Poll::Ready(());
+        }
+        self.yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Ends the burst once a write went through.
+    fn wrote<T>(&mut self, result: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if result.is_ready() {
+            self.yielded = false;
+        }
+        result
+    }
+}
+
 impl AsyncWrite for Conn {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        std::task::ready!(self.consolidate(cx));
+        let result = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.wrote(result)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -113,7 +148,9 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        std::task::ready!(self.consolidate(cx));
+        let result = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.wrote(result)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -168,6 +205,7 @@ pub(crate) fn accept(
                             prefix,
                             prefix_len: len,
                             replay: 0,
+                            yielded: false,
                             _permit: permit,
                             metrics,
                         };
@@ -184,4 +222,53 @@ pub(crate) fn accept(
         }
     });
     (ReceiverStream::new(rx), task)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    use super::*;
+
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[tokio::test]
+    async fn each_write_burst_yields_once_then_writes() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (mut client, stream) = (client.unwrap(), accepted.unwrap().0);
+        let mut conn = Conn {
+            stream,
+            prefix: [0; 24],
+            prefix_len: 0,
+            replay: 0,
+            yielded: false,
+            _permit: Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap(),
+            metrics: ServerMetrics::unregistered(),
+        };
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        for burst in 1..=3 {
+            let mut w = Pin::new(&mut conn);
+            assert!(w.as_mut().poll_write(&mut cx, b"ab").is_pending());
+            assert_eq!(
+                count.0.load(Ordering::Relaxed),
+                burst,
+                "woken to write later"
+            );
+            assert!(matches!(w.poll_write(&mut cx, b"ab"), Poll::Ready(Ok(2))));
+        }
+        let mut got = [0u8; 6];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"ababab");
+    }
 }
