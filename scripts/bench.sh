@@ -79,7 +79,7 @@ for part in $PARTS; do
     if ! command -v h2load >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
       apt-get install -y -qq nghttp2-client >&2
     fi
-    MEMBERS=10000 REQUESTS=200000 ./scripts/bench-health.sh | tee "$out/health.txt"
+    MEMBERS=10000 REQUESTS=1000000 ROUNDS=3 ./scripts/bench-health.sh | tee "$out/health.txt"
     ;;
   *) echo "unknown part $part" >&2; exit 1 ;;
   esac

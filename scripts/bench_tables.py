@@ -103,11 +103,18 @@ def health(out):
     except OSError:
         print("not run\n")
         return
-    rates = dict(re.findall(r"^(\S+): finished in [^,]+, ([\d.]+) req/s", text, re.M))
-    print("| tonic-health req/s | heartbeat req/s | ratio |")
-    print("|---|---|---|")
-    t, h = float(rates.get("tonic-health", 0)), float(rates.get("heartbeat", 0))
-    print(f"| {t:,.0f} | {h:,.0f} | **{h / t if t else float('nan'):.2f}×** |\n")
+    runs = re.findall(r"^(tonic-health|heartbeat)-(\d+): finished in [^,]+, ([\d.]+) req/s", text, re.M)
+    rates = {}
+    for name, k, rate in runs:
+        rates.setdefault(k, {})[name] = float(rate)
+    print("| round | tonic-health req/s | heartbeat req/s | ratio |")
+    print("|---|---|---|---|")
+    for k in sorted(rates, key=int):
+        t, h = rates[k].get("tonic-health", 0), rates[k].get("heartbeat", 0)
+        print(f"| {k} | {t:,.0f} | {h:,.0f} | {h / t if t else float('nan'):.2f}× |")
+    t = statistics.median(r.get("tonic-health", 0) for r in rates.values()) if rates else 0
+    h = statistics.median(r.get("heartbeat", 0) for r in rates.values()) if rates else 0
+    print(f"| **median** | {t:,.0f} | {h:,.0f} | **{h / t if t else float('nan'):.2f}×** |\n")
 
 
 def main():
