@@ -121,6 +121,9 @@ impl Report {
     /// The report as one JSON object.
     pub fn json(&self) -> serde_json::Value {
         let us = |d: Duration| d.as_secs_f64() * 1e6;
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let ms3 =
+            |p50, p99, max| serde_json::json!({ "p50": ms(p50), "p99": ms(p99), "max": ms(max) });
         serde_json::json!({
             "joined": self.joined,
             "refused": self.refused,
@@ -132,11 +135,7 @@ impl Report {
             "false_expiries": self.false_expiries,
             "hung": self.hung,
             "hung_detected": self.hung_detected,
-            "detection_lateness_ms": {
-                "p50": self.lateness_p50.as_secs_f64() * 1e3,
-                "p99": self.lateness_p99.as_secs_f64() * 1e3,
-                "max": self.lateness_max.as_secs_f64() * 1e3,
-            },
+            "detection_lateness_ms": ms3(self.lateness_p50, self.lateness_p99, self.lateness_max),
             "server_cpu_us_per_ping": self.cpu_per_ping.map(us),
             "server_rss_per_member_bytes": self.rss_per_member,
             "server_rss_bytes": self.rss,
@@ -144,11 +143,7 @@ impl Report {
                 "watchers": w.watchers,
                 "flips": w.flips,
                 "deliveries": w.deliveries,
-                "fanout_ms": {
-                    "p50": w.p50.as_secs_f64() * 1e3,
-                    "p99": w.p99.as_secs_f64() * 1e3,
-                    "max": w.max.as_secs_f64() * 1e3,
-                },
+                "fanout_ms": ms3(w.p50, w.p99, w.max),
             })),
         })
     }
