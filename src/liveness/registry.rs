@@ -259,14 +259,17 @@ impl Registry {
         &self.budget
     }
 
-    /// Whether the ping budget has room for this Join (a takeover of a
-    /// live member frees that member's share first).
-    pub fn admits(&self, req: &JoinRequest) -> bool {
+    /// Whether the ping budget has room for this Join of `name`
+    /// (`"<service>/<instance>"`); a takeover of a live member frees that
+    /// member's share first.
+    pub fn admits(&self, name: &str, req: &JoinRequest) -> bool {
+        if self.cfg.max_ping_rate.is_none() {
+            return true;
+        }
         let (interval, timeout) = negotiate(&self.cfg.bounds, req.interval, req.timeout);
-        let name = format!("{}/{}", req.service, req.instance);
         let replacing = self
             .index
-            .get(name.as_str())
+            .get(name)
             .and_then(|&slot| self.slots[slot as usize].as_ref())
             .filter(|e| e.view.state.is_live())
             .map(|e| (e.base_interval, e.view.timeout));
@@ -297,13 +300,12 @@ impl Registry {
                     self.budget.remove(old.0, old.1);
                     self.budget.add(base, timeout);
                 }
-                let interval = self.budget.interval(base, timeout);
                 let entry = self.entry_mut(slot);
                 entry.base_interval = base;
                 let v = &mut entry.view;
                 (v.labels, v.state, v.status, v.session) =
                     (labels, State::Alive, Status::Serving, session);
-                (v.interval, v.timeout, v.joined_at, v.last_seen) = (interval, timeout, now, now);
+                (v.interval, v.timeout, v.joined_at, v.last_seen) = (base, timeout, now, now);
                 entry.ended_at = None;
                 entry.stall_mark = stall;
                 entry.hold = Hold::Eligible;

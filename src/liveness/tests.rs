@@ -838,16 +838,19 @@ fn joins_past_the_slowest_budget_are_refused_and_takeovers_are_not() {
     // 2 pings/s: three members at 1.5 s (timeout 3 s / 2) fit, a fourth not.
     let mut r = budgeted(2);
     for i in 0..3 {
-        assert!(r.admits(&req("db", &i.to_string())));
+        assert!(r.admits(&format!("db/{i}"), &req("db", &i.to_string())));
         r.join(req("db", &i.to_string()), t0);
     }
-    assert!(!r.admits(&req("db", "3")));
-    assert!(r.admits(&req("db", "0")), "a takeover frees its own share");
+    assert!(!r.admits("db/3", &req("db", "3")));
+    assert!(
+        r.admits("db/0", &req("db", "0")),
+        "a takeover frees its own share"
+    );
     let j = r.join(req("db", "0"), t0 + ms(10));
     assert_eq!(j.interval, ms(1_500));
     assert_eq!(r.budget().offered(), 3.0);
     // A member that dies frees its share.
     r.poll(t0 + ms(3_000));
     assert_eq!(r.budget().offered(), 1.0, "db/1 and db/2 are DEAD");
-    assert!(r.admits(&req("db", "3")));
+    assert!(r.admits("db/3", &req("db", "3")));
 }

@@ -205,7 +205,7 @@ fn first(
         if i.core.len() >= max_members && i.core.get(&name).is_none() {
             return Err(BeatError::MemberLimit(max_members));
         }
-        if !i.core.admits(&join) {
+        if !i.core.admits(&name, &join) {
             return Err(BeatError::PingBudget(max_pings.unwrap_or(u32::MAX)));
         }
         let joined = i.core.join(join, now);
