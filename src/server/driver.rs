@@ -6,9 +6,10 @@
 //! session expiries up to its tick. Every live member has a queue entry that
 //! falls due about once per timeout (the lazy re-arm of a pinging member), so
 //! a large fleet has a due entry nearly every millisecond. Waking for each
-//! cost a thread wake-up, a context switch and the registry lock each time:
-//! measured at 10k members, 1 Hz, about 850 extra wake-ups a second and a
-//! fifth of the server's CPU. On the grid the driver wakes at most
+//! costs a thread wake-up, a context switch and the registry lock. Measured
+//! at 10k members, 1 Hz, server pinned to one core: 3.6k epoll waits a second
+//! before, 2.0k after, and CPU per ping 21.1 -> 20.8 µs (unpinned, the extra
+//! cross-thread wake-ups cost more). On the grid the driver wakes at most
 //! 1 / GRANULE times a second and handles everything due in one poll; a
 //! deadline is acted on at most one granule late.
 //!
