@@ -191,6 +191,11 @@ impl Authz {
         })
     }
 
+    /// Whether reading needs an identity (`"read": "authenticated"`).
+    pub fn reads_need_identity(&self) -> bool {
+        self.read == ReadAccess::Authenticated
+    }
+
     /// Whether `id` may read the member table and health.
     pub fn may_read(&self, id: &Identity) -> bool {
         match self.read {

@@ -48,8 +48,12 @@ pub struct ServerConfig {
     pub state_dir: Option<std::path::PathBuf>,
     /// Most listed members; a Join of a new identity beyond it is refused.
     pub max_members: usize,
-    /// Most client connections at once; more are closed at accept.
+    /// Most connections at once over every port; at the limit a new one is
+    /// admitted by closing the longest-idle one (SPEC §6). The default fits
+    /// the process's descriptor limit ([`default_max_connections`]).
     pub max_connections: usize,
+    /// A connection with no open stream for this long is closed.
+    pub idle_timeout: Duration,
     /// Joins per second, server-wide (bursts up to the same number).
     pub max_join_rate: u32,
     /// Pings per second the server is sized for (`None` = unlimited): past
@@ -91,12 +95,30 @@ impl Default for ServerConfig {
             mass_failure: Some(MassFailure::default()),
             state_dir: None,
             max_members: 100_000,
-            max_connections: 20_000,
+            max_connections: default_max_connections(),
+            idle_timeout: Duration::from_secs(300),
             max_join_rate: 2_000,
             max_ping_rate: None,
             tls: None,
             authz: None,
         }
+    }
+}
+
+/// Descriptors kept free of connections: listeners, standard streams, the
+/// state dir's files, etcd and metrics clients, and connections still
+/// closing after an eviction.
+pub const RESERVED_DESCRIPTORS: u64 = 64 + crate::edge::EVICTION_HEADROOM as u64;
+
+/// The most connections the process's descriptor limit (`RLIMIT_NOFILE`,
+/// soft) leaves room for; 20,000 when the limit cannot be read.
+pub fn default_max_connections() -> usize {
+    match rlimit::getrlimit(rlimit::Resource::NOFILE) {
+        Ok((soft, _)) => {
+            usize::try_from(soft.saturating_sub(RESERVED_DESCRIPTORS).clamp(1, 1 << 20))
+                .unwrap_or(1 << 20)
+        }
+        Err(_) => 20_000,
     }
 }
 
@@ -106,6 +128,18 @@ impl Default for ServerConfig {
 pub struct ConfigError(pub String);
 
 impl ServerConfig {
+    /// The rules of every listening port.
+    pub fn edge(&self) -> crate::edge::EdgeConfig {
+        crate::edge::EdgeConfig {
+            max_connections: self.max_connections,
+            handshake_timeout: self.join_timeout,
+            idle_timeout: self.idle_timeout,
+            keepalive_interval: self.keepalive_interval,
+            keepalive_timeout: self.keepalive_timeout,
+            max_concurrent_streams: self.max_concurrent_streams,
+        }
+    }
+
     /// The interval bounds for the liveness core.
     pub fn bounds(&self) -> Bounds {
         Bounds {
@@ -162,6 +196,7 @@ impl ServerConfig {
         for (name, d) in [
             ("--join-timeout", self.join_timeout),
             ("--retention", self.retention),
+            ("--idle-timeout", self.idle_timeout),
         ] {
             if d.is_zero() {
                 return err(format!("{name} must be greater than zero"));
@@ -225,6 +260,7 @@ mod tests {
             ),
             (|c| c.retention = Duration::from_millis(0), "--retention"),
             (|c| c.max_ping_rate = Some(0), "--max-ping-rate"),
+            (|c| c.idle_timeout = Duration::ZERO, "--idle-timeout"),
         ];
         for (change, flag) in cases {
             let mut c = ServerConfig::default();

@@ -30,6 +30,7 @@ pub mod bench;
 pub mod client;
 pub mod codec;
 pub mod config;
+pub mod edge;
 pub mod health;
 pub mod liveness;
 pub mod metrics;

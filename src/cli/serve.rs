@@ -51,9 +51,12 @@ pub struct ServeArgs {
     /// Most listed members; a Join of a new identity beyond it gets RESOURCE_EXHAUSTED.
     #[arg(long, env = "HEARTBEAT_MAX_MEMBERS", default_value_t = 100_000)]
     max_members: usize,
-    /// Most client connections at once; more are closed at accept.
-    #[arg(long, env = "HEARTBEAT_MAX_CONNECTIONS", default_value_t = 20_000)]
-    max_connections: usize,
+    /// Most connections at once over every port; at the limit a new one is admitted by closing the longest-idle one. Default: what the descriptor limit leaves room for.
+    #[arg(long, env = "HEARTBEAT_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Close a connection that has had no open stream for this long (GOAWAY, then close).
+    #[arg(long, env = "HEARTBEAT_IDLE_TIMEOUT", value_parser = duration, default_value = "5m")]
+    idle_timeout: Duration,
     /// Most concurrent streams (members) per HTTP/2 connection.
     #[arg(
         long,
@@ -148,7 +151,10 @@ impl ServeArgs {
             }),
             state_dir: self.state_dir.clone(),
             max_members: self.max_members,
-            max_connections: self.max_connections,
+            max_connections: self
+                .max_connections
+                .unwrap_or_else(heartbeat::config::default_max_connections),
+            idle_timeout: self.idle_timeout,
             max_concurrent_streams: self.max_streams_per_connection,
             max_join_rate: self.max_join_rate,
             max_ping_rate: self.max_ping_rate,
@@ -159,6 +165,12 @@ impl ServeArgs {
 
 pub(crate) fn main(args: ServeArgs) -> ExitCode {
     logging::init(args.log_format);
+    // Like Go's runtime: a server may use every descriptor its hard limit
+    // allows (the soft limit is often 1024). --max-connections' default
+    // follows the limit.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::debug!(error = %e, "cannot raise the descriptor limit");
+    }
     let mut cfg = args.config();
     match args.security() {
         Ok((tls, authz)) => (cfg.tls, cfg.authz) = (tls, authz),
@@ -185,36 +197,20 @@ pub(crate) fn main(args: ServeArgs) -> ExitCode {
         }
         let mut registry = heartbeat::metrics::registry();
         let metrics = heartbeat::metrics::ServerMetrics::new(&mut registry);
-        let stop_metrics = tokio_util::sync::CancellationToken::new();
-        let _stop_metrics = stop_metrics.clone().drop_guard();
-        if let Some(addr) = args.metrics_listen
-            && let Err(e) = super::metrics_endpoint(addr, registry, stop_metrics).await
-        {
-            error!(error = %e, "cannot start");
-            return ExitCode::from(1);
+        let mut server = heartbeat::server::Server::new(cfg).metrics(metrics);
+        if let Some(addr) = args.health_listen {
+            match bind(addr, "health listening").await {
+                Ok(l) => server = server.health_listener(l),
+                Err(code) => return code,
+            }
         }
-        let health_listener = match args.health_listen {
-            Some(addr) => match tokio::net::TcpListener::bind(addr).await {
-                Ok(l) => {
-                    if let Ok(a) = l.local_addr() {
-                        info!(addr = %a, "health listening");
-                    }
-                    Some(l)
-                }
-                Err(e) => {
-                    error!(addr = %addr, error = %e, "cannot listen for health");
-                    return ExitCode::from(1);
-                }
-            },
-            None => None,
-        };
-        let run = heartbeat::server::run_full(
-            listener,
-            health_listener,
-            cfg,
-            metrics,
-            signal::shutdown(),
-        );
+        if let Some(addr) = args.metrics_listen {
+            match bind(addr, "metrics listening").await {
+                Ok(l) => server = server.metrics_listener(l, std::sync::Arc::new(registry)),
+                Err(code) => return code,
+            }
+        }
+        let run = server.serve(listener, signal::shutdown());
         match run.await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -223,4 +219,20 @@ pub(crate) fn main(args: ServeArgs) -> ExitCode {
             }
         }
     })
+}
+
+/// Binds an extra port and logs `what` with its address.
+async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener, ExitCode> {
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => {
+            if let Ok(a) = l.local_addr() {
+                info!(addr = %a, "{what}");
+            }
+            Ok(l)
+        }
+        Err(e) => {
+            error!(addr = %addr, error = %e, "cannot listen ({what})");
+            Err(ExitCode::from(1))
+        }
+    }
 }

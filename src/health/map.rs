@@ -129,6 +129,11 @@ impl HealthMap {
         self.closed.cancel();
     }
 
+    /// Completes when [`HealthMap::close_watches`] is called.
+    pub fn closed(&self) -> WaitForCancellationFutureOwned {
+        self.closed.clone().cancelled_owned()
+    }
+
     /// Number of names with an entry (known or watched); for tests.
     pub fn entries(&self) -> usize {
         self.lock().map.len()

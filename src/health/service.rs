@@ -4,7 +4,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status as GrpcStatus};
 
 use super::map::HealthMap;
@@ -26,12 +26,36 @@ pub struct HealthService {
     /// by an interceptor layer, which would rebuild every request (Check is
     /// the hot read path: kubelet probes, load balancers).
     authz: Option<Arc<Authz>>,
+    /// Only the server's own names (`""`, `heartbeat.v1.Heartbeat`): the
+    /// plaintext health port when reads need authentication (SPEC §6).
+    server_only: bool,
 }
+
+/// The names the plaintext health port answers when reads need
+/// authentication: the server's own, never a member's.
+pub const SERVER_NAMES: [&str; 2] = ["", crate::server::HEARTBEAT_SERVICE];
 
 impl HealthService {
     /// Serves `map` to everybody.
     pub fn new(map: HealthMap) -> Self {
-        Self { map, authz: None }
+        Self {
+            map,
+            authz: None,
+            server_only: false,
+        }
+    }
+
+    /// For a port that cannot verify identities (the plaintext health port):
+    /// everybody may read, but when `authz` makes reads need an identity only
+    /// [`SERVER_NAMES`] exist there; every other name is NOT_FOUND and `List`
+    /// returns those two.
+    pub fn public_port(mut self, authz: Option<Authz>) -> Self {
+        self.server_only = authz.is_some_and(|a| a.reads_need_identity());
+        self
+    }
+
+    fn visible(&self, name: &str) -> bool {
+        !self.server_only || SERVER_NAMES.contains(&name)
     }
 
     /// Serves only to the identities `authz`'s read rule lets read.
@@ -74,7 +98,12 @@ impl health_server::Health for HealthService {
     ) -> Result<Response<HealthCheckResponse>, GrpcStatus> {
         self.may_read(&request)?;
         let name = request.into_inner().service;
-        match self.map.get(&name) {
+        let status = if self.visible(&name) {
+            self.map.get(&name)
+        } else {
+            None
+        };
+        match status {
             Some(status) => Ok(Response::new(response(Some(status)))),
             None => Err(GrpcStatus::not_found(format!(
                 "unknown health name {name:?}"
@@ -87,7 +116,15 @@ impl health_server::Health for HealthService {
         request: Request<HealthListRequest>,
     ) -> Result<Response<HealthListResponse>, GrpcStatus> {
         self.may_read(&request)?;
-        match self.map.list(LIST_LIMIT) {
+        let names = if self.server_only {
+            let own = SERVER_NAMES
+                .iter()
+                .filter_map(|n| Some((n.to_string(), self.map.get(n)?)));
+            Ok(own.collect())
+        } else {
+            self.map.list(LIST_LIMIT)
+        };
+        match names {
             Ok(names) => Ok(Response::new(HealthListResponse {
                 statuses: names
                     .into_iter()
@@ -107,7 +144,15 @@ impl health_server::Health for HealthService {
         request: Request<HealthCheckRequest>,
     ) -> Result<Response<WatchStream>, GrpcStatus> {
         self.may_read(&request)?;
-        let watch = self.map.watch(&request.into_inner().service);
+        let name = request.into_inner().service;
+        if !self.visible(&name) {
+            // Unknown here for good: SERVICE_UNKNOWN, then open until shutdown.
+            let closed = self.map.closed();
+            let stream = futures_util::stream::once(async { Ok(response(None)) })
+                .chain(futures_util::stream::once(closed).filter_map(|()| async { None }));
+            return Ok(Response::new(Box::pin(stream)));
+        }
+        let watch = self.map.watch(&name);
         let stream = futures_util::stream::unfold(watch, |mut w| async move {
             let h = w.next().await?;
             Some((Ok(response(h)), w))

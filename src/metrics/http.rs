@@ -1,71 +1,47 @@
-//! `/metrics` over plain HTTP/1.1 with hyper (already in the tree through
-//! tonic): one route, text exposition format, anything else 404.
+//! `/metrics` over HTTP/1.1: an axum router (axum comes with tonic) served
+//! through the same edge as every other port, so the metrics port has the
+//! handshake deadline, idle timeout and connection limit too.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
-use tracing::debug;
+
+use crate::edge::{Edge, EdgeConfig, Port};
+use crate::metrics::EdgeMetrics;
 
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-fn respond(registry: &Registry, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    let (status, content_type, body) = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/metrics") => (StatusCode::OK, CONTENT_TYPE, super::encode(registry)),
-        (_, "/metrics") => (
-            StatusCode::METHOD_NOT_ALLOWED,
-            "text/plain",
-            "use GET\n".into(),
-        ),
-        _ => (
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            "metrics are at /metrics\n".into(),
-        ),
-    };
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
-    *resp.status_mut() = status;
-    if let Ok(v) = content_type.parse() {
-        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
-    }
-    resp
+/// `GET /metrics` for `registry`; anything else 404 (405 for another method).
+pub fn router(registry: Arc<Registry>) -> axum::Router {
+    axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let body = super::encode(&registry);
+                async move { ([(header::CONTENT_TYPE, CONTENT_TYPE)], body) }
+            }),
+        )
+        .fallback(|| async { (StatusCode::NOT_FOUND, "metrics are at /metrics\n").into_response() })
 }
 
-/// Serves `registry` at `/metrics` on `listener` until `shutdown`.
+/// Serves `registry` at `/metrics` on `listener` until `shutdown` (for a
+/// process with no other port: the agent).
 pub async fn serve(
     listener: TcpListener,
     registry: Arc<Registry>,
     shutdown: impl Future<Output = ()>,
 ) {
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    debug!(error = %e, "metrics accept failed");
-                    continue;
-                }
-            },
-            _ = &mut shutdown => return,
-        };
-        let registry = registry.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let resp = respond(&registry, &req);
-                async move { Ok::<_, Infallible>(resp) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = conn.await {
-                debug!(error = %e, "metrics connection ended with an error");
-            }
-        });
-    }
+    let cfg = EdgeConfig {
+        max_connections: 256,
+        ..crate::config::ServerConfig::default().edge()
+    };
+    let edge = Edge::new(cfg, EdgeMetrics::unregistered());
+    edge.serve(listener, Port::Http(router(registry)));
+    shutdown.await;
+    edge.shutdown(Duration::from_secs(1)).await;
 }

@@ -3,11 +3,13 @@
 //! `service` label, never an `instance` one), served as text on `/metrics`.
 
 mod client;
+mod edge;
 mod http;
 mod server;
 
 pub use client::ClientMetrics;
-pub use http::serve;
+pub use edge::{EdgeMetrics, REFUSED_REASONS};
+pub use http::{router, serve};
 pub use server::{MAX_SERVICE_LABELS, OTHER_SERVICES, ServerMetrics};
 
 use prometheus_client::registry::Registry;

@@ -13,6 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
+use super::EdgeMetrics;
 use crate::liveness::{Event, EventKind, PingBudget, State, StreamEnd, Transition};
 
 /// Most distinct services given their own `service` label value; the rest
@@ -57,8 +58,8 @@ pub struct ServerMetrics {
     lag: Histogram,
     stalls: Counter,
     holds: Counter,
-    connections: Gauge,
-    refused: Family<ReasonLabels, Counter>,
+    /// The edge's metrics, registered in the same registry.
+    pub(crate) edge: EdgeMetrics,
     offered: Gauge<f64, AtomicU64>,
     stretch: Gauge<f64, AtomicU64>,
     /// Live service -> its label value (own name or `_other`).
@@ -84,8 +85,7 @@ impl ServerMetrics {
             lag: Histogram::new(exponential_buckets(0.000_1, 2.0, 16)),
             stalls: Counter::default(),
             holds: Counter::default(),
-            connections: Gauge::default(),
-            refused: Family::default(),
+            edge: EdgeMetrics::new(registry),
             offered: Gauge::default(),
             stretch: Gauge::default(),
             labels: Arc::default(),
@@ -133,16 +133,6 @@ impl ServerMetrics {
             m.lag.clone(),
         );
         registry.register(
-            "connections",
-            "Open client connections (past the HTTP/2 preface)",
-            m.connections.clone(),
-        );
-        registry.register(
-            "connections_refused",
-            "Connections closed at accept, by reason (connection_limit, handshake_timeout, not_http2)",
-            m.refused.clone(),
-        );
-        registry.register(
             "mass_failure_holds",
             "Members held SUSPECT one more timeout because most members fell silent at once",
             m.holds.clone(),
@@ -181,18 +171,6 @@ impl ServerMetrics {
 
     pub(crate) fn scheduler_lag(&self, lag: std::time::Duration) {
         self.lag.observe(lag.as_secs_f64());
-    }
-
-    pub(crate) fn connection_opened(&self) {
-        self.connections.inc();
-    }
-
-    pub(crate) fn connection_closed(&self) {
-        self.connections.dec();
-    }
-
-    pub(crate) fn connection_refused(&self, reason: &'static str) {
-        self.refused.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     pub(crate) fn held(&self) {

@@ -2,7 +2,7 @@
 //! core, the standard Health service over the names of SPEC §4, reflection
 //! (v1 and v1alpha), the timer driver, and shutdown.
 //!
-//! [`run`] takes a bound listener and any shutdown future (the mini-redis
+//! [`Server::serve`] (and [`run`]) takes a bound listener and any shutdown future (the mini-redis
 //! shape): the library never binds ports or reads argv, and tests run it on
 //! `127.0.0.1:0`.
 
@@ -10,7 +10,6 @@ mod beat;
 mod convert;
 mod driver;
 mod error;
-mod incoming;
 mod members;
 mod persist;
 mod service;
@@ -19,15 +18,18 @@ mod state;
 use std::future::Future;
 use std::time::SystemTime;
 
+use std::sync::Arc;
+
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
 pub use beat::BeatStream;
 pub use error::BeatError;
 pub use members::WatchMembersStream;
 
 use crate::config::{ConfigError, ServerConfig};
+use crate::edge::{self, Edge, Port};
 use crate::health::{HealthMap, HealthService};
 use crate::liveness::Status;
 use crate::metrics::ServerMetrics;
@@ -54,9 +56,9 @@ pub enum ServeError {
     /// The reflection descriptors could not be loaded.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
-    /// The transport failed.
-    #[error("transport: {0}")]
-    Transport(#[from] tonic::transport::Error),
+    /// The TLS files cannot be used.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The state directory cannot be used.
     #[error("state dir {}: {error}", dir.display())]
     State {
@@ -67,17 +69,13 @@ pub enum ServeError {
     },
 }
 
-/// Serves on `listener` until `shutdown` completes, then shuts down:
-/// `""` and `heartbeat.v1.Heartbeat` NOT_SERVING first, Drain and
-/// UNAVAILABLE on every Beat stream, every watch ended; health keeps being
-/// answered (NOT_SERVING) for `cfg.drain`, then the listener closes and open
-/// connections get at most another `cfg.drain`.
+/// Serves on `listener` until `shutdown` completes (see [`Server::serve`]).
 pub async fn run(
     listener: TcpListener,
     cfg: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    run_with_metrics(listener, cfg, ServerMetrics::unregistered(), shutdown).await
+    Server::new(cfg).serve(listener, shutdown).await
 }
 
 /// [`run`], recording into `metrics` (registered by the caller in the
@@ -88,12 +86,15 @@ pub async fn run_with_metrics(
     metrics: ServerMetrics,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    run_full(listener, None, cfg, metrics, shutdown).await
+    Server::new(cfg)
+        .metrics(metrics)
+        .serve(listener, shutdown)
+        .await
 }
 
 /// [`run_with_metrics`], plus `health_listener`: a plaintext port that
 /// serves only `grpc.health.v1.Health` (for kubelet probes, which cannot do
-/// mTLS), with no authorisation.
+/// mTLS).
 pub async fn run_full(
     listener: TcpListener,
     health_listener: Option<TcpListener>,
@@ -101,42 +102,135 @@ pub async fn run_full(
     metrics: ServerMetrics,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    cfg.validate()?;
-    let health = HealthMap::new();
-    let shared = state::Shared::new(cfg.clone(), health.clone(), metrics, SystemTime::now());
-    let writer = match &cfg.state_dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir).map_err(|error| ServeError::State {
-                dir: dir.clone(),
-                error,
-            })?;
-            let saved = persist::load(dir);
-            let now = tokio::time::Instant::now();
-            let count = saved.len();
-            shared.with(|i| saved.into_iter().for_each(|m| i.core.restore(m, now)));
-            if count > 0 {
-                info!(
-                    members = count,
-                    "restored members from the state dir, SUSPECT for one timeout"
-                );
-            }
-            // Prove the directory is writable before serving.
-            persist::save(dir, &[]).map_err(|error| ServeError::State {
-                dir: dir.clone(),
-                error,
-            })?;
-            shared.dirty.notify_one();
-            Some(tokio::spawn(persist::writer(
-                shared.clone(),
-                dir.clone(),
-                shared.dirty.clone(),
-            )))
-        }
-        None => None,
-    };
-    health.set("", Some(Status::Serving));
-    health.set(HEARTBEAT_SERVICE, Some(Status::Serving));
+    let mut server = Server::new(cfg).metrics(metrics);
+    if let Some(l) = health_listener {
+        server = server.health_listener(l);
+    }
+    server.serve(listener, shutdown).await
+}
 
+/// One heartbeat server: its configuration and the ports it serves besides
+/// the gRPC one. Every port goes through the same [`crate::edge`].
+pub struct Server {
+    cfg: ServerConfig,
+    metrics: ServerMetrics,
+    health: Option<TcpListener>,
+    http: Option<(TcpListener, Arc<Registry>)>,
+}
+
+impl Server {
+    /// A server with `cfg` and unregistered metrics.
+    pub fn new(cfg: ServerConfig) -> Self {
+        Self {
+            cfg,
+            metrics: ServerMetrics::unregistered(),
+            health: None,
+            http: None,
+        }
+    }
+
+    /// Records into `metrics` (registered by the caller).
+    pub fn metrics(mut self, metrics: ServerMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Also serves `grpc.health.v1.Health` alone, in plaintext, on
+    /// `listener` (for kubelet probes, which cannot do mTLS). Under
+    /// `"read": "authenticated"` it answers only `""` and
+    /// `heartbeat.v1.Heartbeat` (SPEC §6).
+    pub fn health_listener(mut self, listener: TcpListener) -> Self {
+        self.health = Some(listener);
+        self
+    }
+
+    /// Also serves `registry` at `/metrics` over HTTP on `listener`.
+    pub fn metrics_listener(mut self, listener: TcpListener, registry: Arc<Registry>) -> Self {
+        self.http = Some((listener, registry));
+        self
+    }
+
+    /// Serves until `shutdown` completes, then shuts down: `""` and
+    /// `heartbeat.v1.Heartbeat` NOT_SERVING first, Drain and UNAVAILABLE on
+    /// every Beat stream, every watch ended; health keeps being answered
+    /// (NOT_SERVING) for `cfg.drain`, then the listeners close, every
+    /// connection gets GOAWAY, and those still open after another
+    /// `cfg.drain` are dropped.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServeError> {
+        let Server {
+            cfg,
+            metrics,
+            health: health_listener,
+            http,
+        } = self;
+        cfg.validate()?;
+        let tls = match &cfg.tls {
+            Some(files) => {
+                Some(edge::tls_config(files, cfg.authz.is_some()).map_err(ServeError::Tls)?)
+            }
+            None => None,
+        };
+        let health = HealthMap::new();
+        let shared = state::Shared::new(cfg.clone(), health.clone(), metrics, SystemTime::now());
+        let writer = match &cfg.state_dir {
+            Some(dir) => Some(restore(&shared, dir)?),
+            None => None,
+        };
+        health.set("", Some(Status::Serving));
+        health.set(HEARTBEAT_SERVICE, Some(Status::Serving));
+
+        let edge = Edge::new(cfg.edge(), shared.metrics.edge.clone());
+        edge.serve(
+            listener,
+            Port::Grpc {
+                routes: routes(&shared, &health)?,
+                tls,
+            },
+        );
+        if let Some(l) = health_listener {
+            let service = HealthService::new(health.clone())
+                .public_port(cfg.authz.clone())
+                .into_server()
+                .max_decoding_message_size(MAX_MESSAGE_SIZE);
+            let routes = tonic::service::Routes::new(service).prepare();
+            edge.serve(l, Port::Grpc { routes, tls: None });
+        }
+        if let Some((l, registry)) = http {
+            edge.serve(l, Port::Http(crate::metrics::router(registry)));
+        }
+        let driver = tokio::spawn(driver::run(shared.clone()));
+        shutdown.await;
+
+        info!("shutting down: health NOT_SERVING, draining streams");
+        health.set("", Some(Status::NotServing));
+        health.set(HEARTBEAT_SERVICE, Some(Status::NotServing));
+        shared.drain.cancel();
+        health.close_watches();
+        let _ = driver.await;
+        if let Some(writer) = writer {
+            let _ = writer.await;
+        }
+        // Keep answering (health NOT_SERVING, new Beats refused) for the grace
+        // period, so probes and load balancers see the server go unready before
+        // it stops accepting connections.
+        tokio::time::sleep(cfg.drain).await;
+        info!("closing the listeners and open connections");
+        edge.shutdown(cfg.drain).await;
+        info!("shut down");
+        Ok(())
+    }
+}
+
+/// The gRPC port's services: Heartbeat, Health (read rule applied) and
+/// reflection v1 and v1alpha.
+fn routes(
+    shared: &Arc<state::Shared>,
+    health: &HealthMap,
+) -> Result<tonic::service::Routes, ServeError> {
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .include_reflection_service(false)
@@ -153,107 +247,44 @@ pub async fn run_full(
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_RESPONSE_SIZE);
     let health_server = HealthService::new(health.clone())
-        .read_rule(cfg.authz.clone())
+        .read_rule(shared.cfg.authz.clone())
         .into_server()
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_RESPONSE_SIZE);
-
-    let gate = if cfg.tls.is_some() {
-        incoming::Gate::Tls
-    } else {
-        incoming::Gate::Http2
-    };
-    let (incoming, acceptor) = incoming::accept(
-        listener,
-        cfg.max_connections,
-        cfg.join_timeout,
-        gate,
-        shared.metrics.clone(),
-    );
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = &cfg.tls {
-        let mut t = tonic::transport::ServerTlsConfig::new()
-            .identity(tonic::transport::Identity::from_pem(&tls.cert, &tls.key));
-        if let Some(ca) = &tls.client_ca {
-            // With an authorisation file, it decides (token-only clients
-            // present no certificate); without one, mTLS is the only gate.
-            t = t
-                .client_ca_root(tonic::transport::Certificate::from_pem(ca))
-                .client_auth_optional(cfg.authz.is_some());
-        }
-        builder = builder.tls_config(t)?;
-    }
-    let stop = CancellationToken::new();
-    let server = builder
-        .accept_http1(false)
-        .max_concurrent_streams(cfg.max_concurrent_streams)
-        .http2_keepalive_interval(Some(cfg.keepalive_interval))
-        .http2_keepalive_timeout(Some(cfg.keepalive_timeout))
-        // Rapid-reset defences: bound resets a client can make us process.
-        .http2_max_pending_accept_reset_streams(Some(64))
-        .http2_max_local_error_reset_streams(Some(1024))
-        .http2_max_header_list_size(16 * 1024)
-        .add_service(heartbeat)
+    Ok(tonic::service::Routes::new(heartbeat)
         .add_service(health_server)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
-        .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned());
-    tokio::pin!(server);
-    let driver = tokio::spawn(driver::run(shared.clone()));
-    let health_only = health_listener.map(|l| {
-        let service = HealthService::new(health.clone())
-            .into_server()
-            .max_decoding_message_size(MAX_MESSAGE_SIZE);
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .accept_http1(false)
-                .add_service(service)
-                .serve_with_incoming_shutdown(
-                    tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true)),
-                    stop.clone().cancelled_owned(),
-                ),
-        )
-    });
+        .prepare())
+}
 
-    tokio::select! {
-        result = &mut server => {
-            acceptor.abort();
-            shared.drain.cancel();
-            let _ = driver.await;
-            return result.map_err(Into::into);
-        }
-        _ = shutdown => {}
+/// Restores the saved table from `dir`, proves the directory writable, and
+/// starts the state writer.
+fn restore(
+    shared: &Arc<state::Shared>,
+    dir: &std::path::Path,
+) -> Result<tokio::task::JoinHandle<()>, ServeError> {
+    let state_err = |error| ServeError::State {
+        dir: dir.to_path_buf(),
+        error,
+    };
+    std::fs::create_dir_all(dir).map_err(state_err)?;
+    let saved = persist::load(dir);
+    let now = tokio::time::Instant::now();
+    let count = saved.len();
+    shared.with(|i| saved.into_iter().for_each(|m| i.core.restore(m, now)));
+    if count > 0 {
+        info!(
+            members = count,
+            "restored members from the state dir, SUSPECT for one timeout"
+        );
     }
-
-    info!("shutting down: health NOT_SERVING, draining streams");
-    health.set("", Some(Status::NotServing));
-    health.set(HEARTBEAT_SERVICE, Some(Status::NotServing));
-    shared.drain.cancel();
-    health.close_watches();
-    let _ = driver.await;
-    if let Some(writer) = writer {
-        let _ = writer.await;
-    }
-    // Keep answering (health NOT_SERVING, new Beats refused) for the grace
-    // period, so probes and load balancers see the server go unready before
-    // it stops accepting connections.
-    tokio::select! {
-        result = &mut server => return result.map_err(Into::into),
-        _ = tokio::time::sleep(cfg.drain) => {}
-    }
-    info!("closing the listener and open connections");
-    acceptor.abort();
-    stop.cancel();
-    if let Some(h) = health_only {
-        h.abort();
-    }
-    match tokio::time::timeout(cfg.drain, &mut server).await {
-        Ok(result) => result?,
-        Err(_) => warn!(
-            grace = %humantime::format_duration(cfg.drain),
-            "connections still open after the grace period; closing them"
-        ),
-    }
-    info!("shut down");
-    Ok(())
+    // Prove the directory is writable before serving.
+    persist::save(dir, &[]).map_err(state_err)?;
+    shared.dirty.notify_one();
+    Ok(tokio::spawn(persist::writer(
+        shared.clone(),
+        dir.to_path_buf(),
+        shared.dirty.clone(),
+    )))
 }

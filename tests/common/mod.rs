@@ -2,8 +2,11 @@
 //! joins, a Beat member driven message by message, and bounded waits.
 #![allow(dead_code)]
 
+pub mod h2conn;
 pub mod process;
 pub mod proxy;
+
+pub use h2conn::raw_h2;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -1,0 +1,56 @@
+//! The server's rustls configuration, built once from the PEM files: the
+//! edge runs the TLS handshake itself, inside the same deadline as the rest
+//! of the handshake, so a client that stalls it is closed like any other.
+
+use std::sync::Arc;
+
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::{RootCertStore, ServerConfig};
+
+use crate::config::TlsFiles;
+
+/// Builds the TLS configuration; `client_auth_optional` lets clients without
+/// a certificate in (an authorisation file then decides).
+pub(crate) fn server_config(
+    files: &TlsFiles,
+    client_auth_optional: bool,
+) -> Result<Arc<ServerConfig>, String> {
+    let certs = CertificateDer::pem_slice_iter(&files.cert)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("--tls-cert: {e}"))?;
+    if certs.is_empty() {
+        return Err("--tls-cert: no certificate in the file".into());
+    }
+    let key = PrivateKeyDer::from_pem_slice(&files.key).map_err(|e| format!("--tls-key: {e}"))?;
+    let builder = ServerConfig::builder();
+    let builder = match &files.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(ca) {
+                let cert = cert.map_err(|e| format!("--tls-client-ca: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("--tls-client-ca: {e}"))?;
+            }
+            let verifier = WebPkiClientVerifier::builder(roots.into());
+            let verifier = if client_auth_optional {
+                verifier.allow_unauthenticated()
+            } else {
+                verifier
+            };
+            builder.with_client_cert_verifier(
+                verifier
+                    .build()
+                    .map_err(|e| format!("--tls-client-ca: {e}"))?,
+            )
+        }
+    };
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
