@@ -266,3 +266,46 @@ async fn reads_follow_the_read_rule_and_plaintext_is_refused() {
     assert_eq!(check(&mut probe, "heartbeat.v1.Heartbeat").await, Ok(1));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_plaintext_health_port_shows_no_member_names_when_reads_need_identity() {
+    let pki = pki();
+    let server = secure_server(&pki).await;
+    let m = member(server.addr, &pki, "orders", Some(&pki.orders), None);
+    assert_eq!(outcome(&m).await, ClientState::Online);
+    // An authenticated reader on the gRPC port sees the member's names ...
+    let mut reader = HealthClient::new(
+        tls_channel(server.addr, &pki, Some(&pki.orders))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(check(&mut reader, "orders").await, Ok(1));
+    // ... the anonymous plaintext port only the server's own.
+    let mut probe = HealthClient::new(connect_addr(&server.health.to_string()).await);
+    assert_eq!(check(&mut probe, "").await, Ok(1));
+    assert_eq!(check(&mut probe, "heartbeat.v1.Heartbeat").await, Ok(1));
+    assert_eq!(check(&mut probe, "orders").await, Err(Code::NotFound));
+    assert_eq!(check(&mut probe, "orders/i-1").await, Err(Code::NotFound));
+    let listed = probe
+        .list(heartbeat::pb::health::v1::HealthListRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut names: Vec<_> = listed.statuses.keys().cloned().collect();
+    names.sort();
+    assert_eq!(names, ["", "heartbeat.v1.Heartbeat"]);
+    let mut watch = probe
+        .watch(HealthCheckRequest {
+            service: "orders".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = within("the first Watch message", watch.message())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.status, 3, "SERVICE_UNKNOWN");
+    m.leave().await.unwrap();
+    server.stop().await;
+}

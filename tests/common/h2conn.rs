@@ -13,14 +13,17 @@ pub struct RawH2 {
     driver: JoinHandle<Result<(), h2::Error>>,
 }
 
-/// Connects to `addr` and completes the HTTP/2 handshake.
+/// Connects to `addr`, completes the HTTP/2 handshake and waits for the
+/// server to answer a PING (so the server is serving the connection).
 pub async fn raw_h2(addr: SocketAddr) -> RawH2 {
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let (send, conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
-    RawH2 {
-        send,
-        driver: tokio::spawn(conn),
-    }
+    let (send, mut conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    let mut ping = conn.ping_pong().expect("ping_pong taken once");
+    let driver = tokio::spawn(conn);
+    super::within("the server's PONG", ping.ping(h2::Ping::opaque()))
+        .await
+        .expect("the server answers PING");
+    RawH2 { send, driver }
 }
 
 impl RawH2 {

@@ -36,7 +36,21 @@ impl Proc {
     }
 
     pub fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_heartbeat"))
+        Self::spawn_under(&[], args, env)
+    }
+
+    /// `heartbeat ARGS` run by `wrapper` (e.g. `["prlimit", "--nofile=512"]`).
+    pub fn spawn_under(wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) -> Self {
+        let bin = env!("CARGO_BIN_EXE_heartbeat");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let mut child = cmd
             .args(args)
             .env_remove("RUST_LOG")
             .envs(env.iter().copied())
