@@ -59,7 +59,7 @@ impl Refused {
 /// A connection past its handshake.
 enum Accepted<'a> {
     Plain(Replay<Consolidated>, ConnInfo, &'a Routes),
-    Tls(Replay<TlsStream<Consolidated>>, ConnInfo, &'a Routes),
+    Tls(Box<Replay<TlsStream<Consolidated>>>, ConnInfo, &'a Routes),
     Http(Consolidated, &'a axum::Router),
 }
 
@@ -127,7 +127,11 @@ async fn handshake(
             };
             let info = ConnInfo::Tls(io.connect_info());
             preface(&mut io, deadline).await?;
-            Ok(Accepted::Tls(Replay::new(io, PREFACE), info, routes))
+            Ok(Accepted::Tls(
+                Box::new(Replay::new(io, PREFACE)),
+                info,
+                routes,
+            ))
         }
     }
 }
