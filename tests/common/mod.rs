@@ -6,6 +6,7 @@ pub mod h2conn;
 pub mod process;
 pub mod proxy;
 
+#[allow(unused_imports)]
 pub use h2conn::raw_h2;
 
 use std::future::Future;
