@@ -143,3 +143,38 @@ async fn thousands_of_streams_join_and_leave_at_once() {
     assert_eq!(check(&mut health, "").await, Ok(1));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn bytes_that_do_not_decode_are_invalid_argument_on_every_rpc() {
+    let (server, registry) = TestServer::with_metrics(quick_drain()).await;
+    let mut conn = raw_h2(server.addr).await;
+    // Field 1, length-delimited, says 5 bytes and carries 1: no message decodes it.
+    let garbage = [0x0a, 0x05, 0x01];
+    for path in [
+        "/heartbeat.v1.Heartbeat/Beat",
+        "/heartbeat.v1.Heartbeat/ListMembers",
+        "/heartbeat.v1.Heartbeat/WatchMembers",
+        "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/Watch",
+        "/grpc.health.v1.Health/List",
+    ] {
+        let (code, message) = conn.grpc_call(path, &garbage).await;
+        assert_eq!(
+            code, "3",
+            "{path}: INVALID_ARGUMENT, got {code} {message:?}"
+        );
+        assert!(message.contains("do not decode"), "{path}: {message}");
+    }
+    assert_eq!(
+        metric(
+            &registry,
+            "heartbeat_rejections_total{reason=\"undecodable\"}"
+        ),
+        1.0,
+        "the Beat stream's rejection is counted"
+    );
+    // Nothing else changed: the server serves.
+    let mut health = server.health().await;
+    assert_eq!(check(&mut health, "").await, Ok(1));
+    server.stop().await;
+}

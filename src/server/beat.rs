@@ -310,13 +310,15 @@ fn reject(shared: &Shared, e: BeatError) -> GrpcStatus {
     e.into()
 }
 
-/// A failed read of the request stream; an oversize message is a rejection.
+/// A failed read of the request stream; an oversize message or bytes that
+/// do not decode are rejections.
 fn decode_error(shared: &Shared, status: GrpcStatus) -> GrpcStatus {
-    if matches!(
-        status.code(),
-        tonic::Code::OutOfRange | tonic::Code::ResourceExhausted
-    ) {
-        shared.metrics.rejected("message_too_large");
+    match status.code() {
+        tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => {
+            shared.metrics.rejected("message_too_large");
+        }
+        tonic::Code::InvalidArgument => shared.metrics.rejected("undecodable"),
+        _ => {}
     }
     status
 }

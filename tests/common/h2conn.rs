@@ -37,6 +37,47 @@ impl RawH2 {
         !self.driver.is_finished()
     }
 
+    /// A gRPC call of `path` whose one request message is `message` (raw
+    /// bytes, framed here); returns `grpc-status` and `grpc-message`.
+    pub async fn grpc_call(&mut self, path: &str, message: &[u8]) -> (String, String) {
+        let req = http::Request::post(format!("http://localhost{path}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .unwrap();
+        let mut send = self.send.clone().ready().await.expect("ready");
+        let (response, mut body) = send.send_request(req, false).expect("send request");
+        let mut framed = vec![0u8];
+        framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        framed.extend_from_slice(message);
+        body.send_data(Bytes::from(framed), true)
+            .expect("send data");
+        let response = super::within("the response", response)
+            .await
+            .expect("response");
+        let field = |h: &http::HeaderMap, k: &str| {
+            h.get(k)
+                .map(|v| percent_decode(v.to_str().unwrap_or_default()))
+        };
+        if let Some(code) = field(response.headers(), "grpc-status") {
+            let msg = field(response.headers(), "grpc-message").unwrap_or_default();
+            return (code, msg);
+        }
+        let mut recv = response.into_body();
+        while let Some(chunk) = super::within("the response body", recv.data()).await {
+            let chunk = chunk.expect("body");
+            let _ = recv.flow_control().release_capacity(chunk.len());
+        }
+        let trailers = super::within("the trailers", recv.trailers())
+            .await
+            .expect("trailers")
+            .expect("trailers present");
+        (
+            field(&trailers, "grpc-status").unwrap_or_default(),
+            field(&trailers, "grpc-message").unwrap_or_default(),
+        )
+    }
+
     /// A POST of `path` with `content_type`; returns the response head.
     pub async fn post(
         &mut self,
@@ -51,4 +92,32 @@ impl RawH2 {
         let (response, _stream) = self.send.clone().ready().await?.send_request(req, true)?;
         response.await
     }
+}
+
+/// `grpc-message` is percent-encoded (gRPC over HTTP/2).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (b[i], b.get(i + 1..i + 3)) {
+            (b'%', Some(hex)) => {
+                match u8::from_str_radix(std::str::from_utf8(hex).unwrap_or("zz"), 16) {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 3;
+                    }
+                    Err(_) => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
