@@ -592,7 +592,7 @@ impl Registry {
             return;
         }
         let (interval, timeout) = negotiate(&self.cfg.bounds, Some(m.interval), Some(m.timeout));
-        self.next_session = self.next_session.max(m.session + 1);
+        self.next_session = self.next_session.max(m.session.saturating_add(1));
         let name: Arc<str> = name.into();
         let view = MemberView {
             name: name.clone(),

@@ -61,6 +61,8 @@ pub struct ServerMetrics {
     /// The edge's metrics, registered in the same registry.
     pub(crate) edge: EdgeMetrics,
     offered: Gauge<f64, AtomicU64>,
+    state_failures: Counter,
+    state_ok: Gauge,
     stretch: Gauge<f64, AtomicU64>,
     /// Live service -> its label value (own name or `_other`).
     labels: Arc<Mutex<HashMap<Arc<str>, Arc<str>>>>,
@@ -87,6 +89,8 @@ impl ServerMetrics {
             holds: Counter::default(),
             edge: EdgeMetrics::new(registry),
             offered: Gauge::default(),
+            state_failures: Counter::default(),
+            state_ok: Gauge::default(),
             stretch: Gauge::default(),
             labels: Arc::default(),
         };
@@ -148,6 +152,16 @@ impl ServerMetrics {
             m.stretch.clone(),
         );
         registry.register(
+            "state_save_failures",
+            "Snapshots of the member table to --state-dir that failed (a full disk, a removed directory that cannot be created)",
+            m.state_failures.clone(),
+        );
+        registry.register(
+            "state_saved",
+            "1 when the last snapshot to --state-dir succeeded, 0 when saving is failing",
+            m.state_ok.clone(),
+        );
+        registry.register(
             "stalls",
             "Server stalls detected and credited to pending member deadlines",
             m.stalls.clone(),
@@ -171,6 +185,13 @@ impl ServerMetrics {
 
     pub(crate) fn scheduler_lag(&self, lag: std::time::Duration) {
         self.lag.observe(lag.as_secs_f64());
+    }
+
+    pub(crate) fn state_saved(&self, ok: bool) {
+        self.state_ok.set(i64::from(ok));
+        if !ok {
+            self.state_failures.inc();
+        }
     }
 
     pub(crate) fn held(&self) {

@@ -27,6 +27,7 @@ use tracing::info;
 pub use beat::BeatStream;
 pub use error::BeatError;
 pub use members::WatchMembersStream;
+pub use persist::MAX_SAVED_SESSION;
 
 use crate::config::{ConfigError, ServerConfig};
 use crate::edge::{self, Edge, Port};
@@ -279,9 +280,10 @@ fn restore(
             "restored members from the state dir, SUSPECT for one timeout"
         );
     }
-    // Prove the directory is writable before serving.
-    persist::save(dir, &[]).map_err(state_err)?;
-    shared.dirty.notify_one();
+    // Prove the directory is writable before serving, with what was restored.
+    let members = shared.with(|i| i.core.members(None));
+    persist::save(dir, &members).map_err(state_err)?;
+    shared.metrics.state_saved(true);
     Ok(tokio::spawn(persist::writer(
         shared.clone(),
         dir.to_path_buf(),

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 use super::state::Shared;
 use crate::liveness::{MemberView, Restored, Status};
@@ -28,6 +28,13 @@ use crate::validate;
 
 /// Least time between two writes.
 pub const DEBOUNCE: Duration = Duration::from_millis(500);
+/// How soon a failed write is tried again, even if nothing changed.
+pub const RETRY: Duration = Duration::from_secs(1);
+/// Largest session a state file may hold. Sessions start from the clock in
+/// microseconds (about 2^51 today) and count up by one per Join, so a
+/// larger one was never handed out: it would leave the next session no room
+/// to increase, so the file is refused like a corrupt one.
+pub const MAX_SAVED_SESSION: u64 = 1 << 62;
 const FILE: &str = "members.json";
 const VERSION: u32 = 1;
 
@@ -64,6 +71,12 @@ impl From<&MemberView> for Saved {
 }
 
 fn restored(s: Saved) -> Result<Restored, String> {
+    if s.session == 0 || s.session > MAX_SAVED_SESSION {
+        return Err(format!(
+            "{}/{}: session {} is outside 1..={MAX_SAVED_SESSION}",
+            s.service, s.instance, s.session
+        ));
+    }
     validate::service("service", &s.service).map_err(|e| e.to_string())?;
     validate::instance("instance", &s.instance).map_err(|e| e.to_string())?;
     let labels =
@@ -127,8 +140,14 @@ pub(crate) fn load(dir: &Path) -> Vec<Restored> {
 }
 
 /// Writes `members` to `dir` atomically: temporary file, fsync, rename,
-/// fsync of the directory.
+/// fsync of the directory. A directory that was removed is created again;
+/// a write that fails (a full disk) removes its temporary file and leaves
+/// the last good snapshot in place.
 pub(crate) fn save(dir: &Path, members: &[MemberView]) -> std::io::Result<()> {
+    if !dir.is_dir() {
+        fs::create_dir_all(dir)?;
+        warn!(dir = %dir.display(), "the state dir was missing; created it again");
+    }
     let file = StateFile {
         version: VERSION,
         members: members
@@ -139,19 +158,26 @@ pub(crate) fn save(dir: &Path, members: &[MemberView]) -> std::io::Result<()> {
     };
     let bytes = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
     let tmp: PathBuf = dir.join(format!("{FILE}.tmp"));
-    let mut f = fs::File::create(&tmp)?;
-    f.write_all(&bytes)?;
-    f.sync_all()?;
-    fs::rename(&tmp, dir.join(FILE))?;
+    let written = fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(&bytes).and_then(|()| f.sync_all()))
+        .and_then(|()| fs::rename(&tmp, dir.join(FILE)));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
     fs::File::open(dir)?.sync_all()
 }
 
 /// Saves the table whenever it changed, at most once per [`DEBOUNCE`], and
-/// once more when the server stops.
+/// once more when the server stops. A failed save is reported (a metric,
+/// and one ERROR line per run of failures) and tried again after [`RETRY`]
+/// until it succeeds.
 pub(crate) async fn writer(shared: Arc<Shared>, dir: PathBuf, dirty: Arc<Notify>) {
+    let mut failures = 0u64;
     loop {
         let stopping = tokio::select! {
             _ = dirty.notified() => false,
+            _ = tokio::time::sleep(RETRY), if failures > 0 => false,
             _ = shared.drain.cancelled() => true,
         };
         if !stopping {
@@ -163,10 +189,32 @@ pub(crate) async fn writer(shared: Arc<Shared>, dir: PathBuf, dirty: Arc<Notify>
         let members = shared.with(|i| i.core.members(None));
         let dir2 = dir.clone();
         let count = members.iter().filter(|m| m.state.is_live()).count();
-        match tokio::task::spawn_blocking(move || save(&dir2, &members)).await {
-            Ok(Ok(())) => debug!(members = count, "state saved"),
-            Ok(Err(e)) => warn!(dir = %dir.display(), error = %e, "cannot save the state"),
-            Err(e) => warn!(error = %e, "state writer failed"),
+        let result = tokio::task::spawn_blocking(move || save(&dir2, &members))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        match result {
+            Ok(()) => {
+                shared.metrics.state_saved(true);
+                if failures > 0 {
+                    info!(members = count, failures, "state saved again");
+                } else {
+                    debug!(members = count, "state saved");
+                }
+                failures = 0;
+            }
+            Err(e) => {
+                shared.metrics.state_saved(false);
+                if failures == 0 {
+                    error!(
+                        dir = %dir.display(),
+                        error = %e,
+                        "cannot save the state; the last good snapshot stays in place, retrying"
+                    );
+                } else {
+                    debug!(error = %e, failures, "state still cannot be saved");
+                }
+                failures += 1;
+            }
         }
         if stopping || shared.drain.is_cancelled() {
             return;
