@@ -22,6 +22,7 @@ fn req(i: usize) -> JoinRequest {
         interval: None,
         timeout: None,
         labels: Labels::new(),
+        status: Status::Serving,
     }
 }
 

@@ -139,7 +139,7 @@ pub fn duration(
     Ok(Some(Duration::new(d.seconds as u64, d.nanos as u32)))
 }
 
-/// `Ping.status`: unset means SERVING.
+/// `Ping.status` or `Join.status`: unset means SERVING.
 pub fn member_status(field: &str, value: i32) -> Result<Status, Invalid> {
     match pb::MemberStatus::try_from(value) {
         Ok(pb::MemberStatus::Unspecified | pb::MemberStatus::Serving) => Ok(Status::Serving),
@@ -165,6 +165,7 @@ pub fn join(join: pb::Join) -> Result<JoinRequest, Invalid> {
         interval: duration("join.interval", join.interval)?,
         timeout: duration("join.timeout", join.timeout)?,
         labels: labels("join.labels", join.labels)?,
+        status: member_status("join.status", join.status)?,
         service: join.service,
         instance: join.instance,
     })

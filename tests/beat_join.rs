@@ -47,6 +47,7 @@ async fn requested_values_are_clamped() {
                 interval: i.map(millis),
                 timeout: t.map(millis),
                 labels: HashMap::new(),
+                ..Default::default()
             },
         )
         .await;
@@ -141,6 +142,13 @@ async fn invalid_joins_name_the_field_and_change_nothing() {
         (join("web", "a", &[("k", &long_value)]), "join.labels"),
         (
             Join {
+                status: 7,
+                ..join("web", "a", &[])
+            },
+            "join.status",
+        ),
+        (
+            Join {
                 interval: Some(prost_types::Duration {
                     seconds: -1,
                     nanos: 0,
@@ -169,5 +177,42 @@ async fn invalid_joins_name_the_field_and_change_nothing() {
     let listed = members(&mut client).await;
     assert_eq!(listed.len(), 1, "only the valid member exists: {listed:?}");
     bystander.ping(1).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn join_status_holds_from_the_first_moment() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let mut health = server.health().await;
+    let mut watch = health
+        .watch(heartbeat::pb::health::v1::HealthCheckRequest {
+            service: "web".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut next = async || {
+        within("a health message", watch.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+    };
+    assert_eq!(next().await, 3, "SERVICE_UNKNOWN");
+    let (mut beat, _) = Beat::join_with(
+        &mut client,
+        Join {
+            status: heartbeat::pb::heartbeat::v1::MemberStatus::NotServing as i32,
+            ..join("web", "a", &[])
+        },
+    )
+    .await;
+    assert_eq!(next().await, 2, "NOT_SERVING from the Join on");
+    let listed = common::members(&mut client).await;
+    assert_eq!(listed[0].status, 2, "listed NOT_SERVING");
+    beat.send(ping_status(1, 1)).await;
+    beat.pong().await;
+    assert_eq!(next().await, 1, "SERVING once a ping says so");
     server.stop().await;
 }

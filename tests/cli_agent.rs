@@ -128,10 +128,11 @@ async fn exec_check_flips_status_both_ways() {
         "exec",
         &["--interval", "100ms", "--check-exec", &cmd],
     );
-    // Failing before the join: the first ping already says NOT_SERVING.
-    assert_eq!(kind_of(&events.next().await), EventType::Joined);
+    // Failing before the join: the Join itself says NOT_SERVING.
+    let joined = events.next().await;
+    assert_eq!(kind_of(&joined), EventType::Joined);
     assert_eq!(
-        next_status(&mut events).await,
+        joined.member.unwrap().status,
         MemberStatus::NotServing as i32
     );
     std::fs::write(&dir, b"ok").unwrap();
@@ -214,5 +215,39 @@ async fn grpc_check_flips_status_both_ways() {
     assert_eq!(next_status(&mut events).await, MemberStatus::Serving as i32);
     drop(a);
     app.abort();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_app_failing_its_check_at_start_is_never_advertised_serving() {
+    let server = TestServer::start().await;
+    // The app's port, closed for now: the first check fails.
+    let app_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let mut health = server.health().await;
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: "app".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next(&mut watch).await, ServingStatus::ServiceUnknown as i32);
+    let a = agent(
+        &server.url(),
+        "late",
+        &["--interval", "100ms", "--check-tcp", &app_addr],
+    );
+    assert_eq!(
+        next(&mut watch).await,
+        NOT_SERVING,
+        "the Join itself says NOT_SERVING"
+    );
+    let _app = std::net::TcpListener::bind(&app_addr).unwrap();
+    assert_eq!(next(&mut watch).await, SERVING, "then the check passes");
+    drop(a);
     server.stop().await;
 }

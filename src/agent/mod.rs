@@ -57,8 +57,8 @@ pub async fn run(
 ) -> Result<(), AgentError> {
     let mut client_cfg = cfg.client.clone();
     if let Some(check) = &cfg.check {
-        // Decide the first status before joining, so the first ping already
-        // reports an unhealthy app as NOT_SERVING.
+        // Decide the first status before joining: the Join carries it
+        // (Join.status), so an unhealthy app is never advertised SERVING.
         client_cfg.initial_status = match check.run(cfg.check_timeout).await {
             Ok(()) => Status::Serving,
             Err(e) => {

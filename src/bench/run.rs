@@ -245,6 +245,7 @@ impl Member {
             interval: Some(pb(self.cfg.interval)),
             timeout: self.cfg.timeout.map(pb),
             labels: Default::default(),
+            ..Default::default()
         };
         let _ = tx.try_send(BeatRequest {
             kind: Some(beat_request::Kind::Join(join)),

@@ -194,6 +194,7 @@ async fn flipper(
         interval: Some(crate::pb::duration_to_pb(interval)),
         timeout: None,
         labels: Default::default(),
+        ..Default::default()
     };
     let _ = tx.try_send(BeatRequest {
         kind: Some(beat_request::Kind::Join(join)),

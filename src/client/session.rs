@@ -104,6 +104,10 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>, url: &str) -> End {
         interval: ctx.cfg.interval.map(to_pb),
         timeout: ctx.cfg.timeout.map(to_pb),
         labels: ctx.cfg.labels.clone().into_iter().collect(),
+        endpoint: String::new(),
+        // The status of this moment, so a member is never advertised
+        // SERVING before it is (SPEC §2 Join.status).
+        status: member_status(*ctx.member_status.borrow_and_update()),
     };
     let _ = tx.try_send(BeatRequest {
         kind: Some(beat_request::Kind::Join(join)),

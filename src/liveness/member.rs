@@ -69,6 +69,8 @@ pub struct JoinRequest {
     pub timeout: Option<Duration>,
     /// Labels (validated).
     pub labels: Labels,
+    /// Status from the first moment (`Join.status`).
+    pub status: Status,
 }
 
 /// What the Join agreed (the content of `Welcome`).

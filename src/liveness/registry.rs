@@ -284,6 +284,7 @@ impl Registry {
         self.next_session += 1;
         let name = format!("{}/{}", req.service, req.instance);
         let labels = Arc::new(req.labels);
+        let status = req.status;
         let stall = self.stall;
         let mut superseded = None;
         let mut from = None;
@@ -303,8 +304,7 @@ impl Registry {
                 let entry = self.entry_mut(slot);
                 entry.base_interval = base;
                 let v = &mut entry.view;
-                (v.labels, v.state, v.status, v.session) =
-                    (labels, State::Alive, Status::Serving, session);
+                (v.labels, v.state, v.status, v.session) = (labels, State::Alive, status, session);
                 (v.interval, v.timeout, v.joined_at, v.last_seen) = (base, timeout, now, now);
                 entry.ended_at = None;
                 entry.stall_mark = stall;
@@ -318,7 +318,7 @@ impl Registry {
                     service_len: req.service.len(),
                     labels,
                     state: State::Alive,
-                    status: Status::Serving,
+                    status,
                     session,
                     interval: base,
                     timeout,
@@ -341,7 +341,7 @@ impl Registry {
                 .ends
                 .push((old, StreamEnd::Superseded { by: session }));
         }
-        self.account(slot, before, Some(Status::Serving));
+        self.account(slot, before, Some(status));
         let reason = match (from, superseded) {
             (None, _) => Reason::Join,
             (Some(_), Some(_)) => Reason::Takeover,

@@ -21,6 +21,7 @@ fn req(service: &str, instance: &str) -> JoinRequest {
         interval: None,
         timeout: None,
         labels: Labels::new(),
+        status: Status::Serving,
     }
 }
 

@@ -38,6 +38,8 @@ pub(crate) fn member(m: &MemberView, clock: &WallClock) -> pb::Member {
         timeout: Some(duration(m.timeout)),
         joined_at: Some(clock.timestamp(m.joined_at)),
         last_seen: Some(clock.timestamp(m.last_seen)),
+        endpoint: String::new(),
+        replica: String::new(),
     }
 }
 
