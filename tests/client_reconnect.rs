@@ -25,6 +25,17 @@ fn record(mut rx: watch::Receiver<ClientStatus>) -> tokio::task::JoinHandle<Vec<
     })
 }
 
+/// Waits for ONLINE with a Pong received (an attempt only succeeds then).
+async fn ponged(rx: &mut watch::Receiver<ClientStatus>) -> ClientStatus {
+    within(
+        "ONLINE with a Pong",
+        rx.wait_for(|s| s.state == ClientState::Online && s.rtt.is_some()),
+    )
+    .await
+    .expect("client task alive")
+    .clone()
+}
+
 #[tokio::test]
 async fn frozen_server_goes_offline_after_max_retries_and_recovers_on_thaw() {
     let server = TestServer::with(fast()).await;
@@ -33,7 +44,7 @@ async fn frozen_server_goes_offline_after_max_retries_and_recovers_on_thaw() {
         Client::spawn(ClientConfig::new([proxy.url()], "web", "a").max_retries(2)).unwrap();
     let mut rx = client.subscribe();
     let history = record(client.subscribe());
-    let first = reach(&mut rx, ClientState::Online).await.session.unwrap();
+    let first = ponged(&mut rx).await.session.unwrap();
 
     proxy.freeze();
     let lost = reach(&mut rx, ClientState::Reconnecting).await;
@@ -76,7 +87,7 @@ async fn dropped_connection_reconnects_to_the_same_server() {
     let proxy = Proxy::start(server.addr).await;
     let client = Client::spawn(ClientConfig::new([proxy.url()], "web", "a")).unwrap();
     let mut rx = client.subscribe();
-    let first = reach(&mut rx, ClientState::Online).await.session.unwrap();
+    let first = ponged(&mut rx).await.session.unwrap();
     proxy.drop_connections();
     reach(&mut rx, ClientState::Reconnecting).await;
     let back = reach(&mut rx, ClientState::Online).await;

@@ -12,6 +12,10 @@ const args = require("./args")({ server: "127.0.0.1:50051", service: "", instanc
 
 const say = (line) => console.log(line);
 const seconds = (d) => Number(d.seconds) + d.nanos / 1e9;
+// The interval to ping at, whatever the server says: within 100 ms..60 s and
+// at most half the timeout (SPEC §5).
+const clientInterval = (told, timeout) =>
+  Math.max(0.1, Math.min(Math.max(0.1, Math.min(told, 60)), timeout / 2));
 let stopping = null; // set to a function by the live session on SIGTERM
 
 function session() {
@@ -45,10 +49,11 @@ function session() {
       if (msg.kind === "welcome") {
         const w = msg.welcome;
         timeout = seconds(w.timeout);
-        say(`joined session=${w.session} interval=${seconds(w.interval)} timeout=${timeout}`);
+        const interval = clientInterval(seconds(w.interval), timeout);
+        say(`joined session=${w.session} interval=${interval} timeout=${timeout}`);
         ping = () => call.write({ ping: { seq: String(++seq), status: "MEMBER_STATUS_SERVING" } });
         ping();
-        ticker = setInterval(ping, seconds(w.interval) * 1000);
+        ticker = setInterval(ping, interval * 1000);
         stopping = () => {
           clearInterval(ticker);
           call.write({ leave: { reason: "shutting down" } });
@@ -58,9 +63,10 @@ function session() {
       } else if (msg.kind === "pong" && msg.pong.interval) {
         // The server changed the agreed interval (it is over its ping budget,
         // or back under it): adopt it.
+        const interval = clientInterval(seconds(msg.pong.interval), timeout);
         clearInterval(ticker);
-        ticker = setInterval(ping, seconds(msg.pong.interval) * 1000);
-        say(`interval=${seconds(msg.pong.interval)}`);
+        ticker = setInterval(ping, interval * 1000);
+        say(`interval=${interval}`);
       } else if (msg.kind === "drain") {
         finish("drained", "drained");
       }

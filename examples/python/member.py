@@ -64,6 +64,12 @@ class Session:
         self.call.cancel()
 
 
+def client_interval(told, timeout):
+    """The interval to ping at, whatever the server says: within 100 ms..60 s
+    and at most half the timeout (SPEC §5)."""
+    return max(0.1, min(max(0.1, min(told, 60.0)), timeout / 2))
+
+
 def run_session(stub, args, stopping):
     """Returns 'left', 'lost' or 'drained'."""
     join = pb.Join(service=args.service, instance=args.instance)
@@ -75,7 +81,8 @@ def run_session(stub, args, stopping):
             say(f"server lost: no Welcome ({welcome if isinstance(welcome, grpc.RpcError) else 'timeout'})")
             return "lost"
         w = welcome.welcome
-        interval, timeout = w.interval.ToTimedelta().total_seconds(), w.timeout.ToTimedelta().total_seconds()
+        timeout = w.timeout.ToTimedelta().total_seconds() or args.timeout
+        interval = client_interval(w.interval.ToTimedelta().total_seconds(), timeout)
         say(f"joined session={w.session} interval={interval} timeout={timeout}")
         seq, next_ping, last_heard = 0, time.monotonic(), time.monotonic()
         while not stopping.is_set():
@@ -99,7 +106,7 @@ def run_session(stub, args, stopping):
                 return "lost"
             last_heard = time.monotonic()
             if msg.HasField("pong") and msg.pong.HasField("interval"):
-                interval = msg.pong.interval.ToTimedelta().total_seconds()
+                interval = client_interval(msg.pong.interval.ToTimedelta().total_seconds(), timeout)
                 say(f"interval={interval}")
             if msg.HasField("drain"):
                 say("drained")

@@ -43,6 +43,7 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
 }
 
+use crate::liveness::timing::client_interval;
 use crate::pb::{duration_from_pb as std_duration, duration_to_pb as pb};
 
 /// Runs the benchmark described by `cfg`.
@@ -262,10 +263,13 @@ impl Member {
         };
         let (interval, timeout) = match responses.message().await {
             Ok(Some(m)) => match m.kind {
-                Some(beat_response::Kind::Welcome(w)) => (
-                    std_duration(w.interval).unwrap_or(self.cfg.interval),
-                    std_duration(w.timeout).unwrap_or(Duration::from_secs(3)),
-                ),
+                Some(beat_response::Kind::Welcome(w)) => {
+                    let timeout = std_duration(w.timeout)
+                        .filter(|t| !t.is_zero())
+                        .unwrap_or(Duration::from_secs(3));
+                    let told = std_duration(w.interval).unwrap_or(self.cfg.interval);
+                    (client_interval(told, timeout), timeout)
+                }
                 _ => return,
             },
             Err(s) if refused(&s) => {
@@ -302,7 +306,10 @@ impl Member {
                     Ok(Some(m)) => {
                         // Adopt a changed interval, as a real client must.
                         if let Some(beat_response::Kind::Pong(p)) = &m.kind
-                            && let Some(new) = std_duration(p.interval).filter(|d| !d.is_zero() && *d != ticker.period())
+                            && let Some(new) = std_duration(p.interval)
+                                .filter(|d| !d.is_zero())
+                                .map(|d| client_interval(d, timeout))
+                                .filter(|d| *d != ticker.period())
                         {
                             ticker = tokio::time::interval_at(Instant::now() + new, new);
                             ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);

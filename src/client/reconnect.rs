@@ -4,6 +4,8 @@
 //! ```text
 //!              Welcome                      no pong for timeout / stream broke
 //! CONNECTING ──────────► ONLINE ──────────────────────────────► RECONNECTING
+//!   (an attempt succeeds only when a Pong arrives: a Welcome followed by
+//!    silence is a failed attempt, and OFFLINE stays OFFLINE until a Pong)
 //!     │  ▲                ▲  │ Drain: wait reconnect_after,          │
 //!     │  │ attempt failed │  │ next server                           │ attempt failed
 //!     │  └─(< max_retries)│  └──────────► RECONNECTING               │ (max_retries in a row)
@@ -85,6 +87,9 @@ pub(crate) async fn run(
                     failures = s.failures;
                     if s.failures >= cfg.max_retries {
                         s.state = ClientState::Offline;
+                    } else if s.state == ClientState::Online {
+                        // Welcomed, but no Pong came (SPEC §5).
+                        s.state = ClientState::Reconnecting;
                     }
                     s.last_error = Some(why);
                 });

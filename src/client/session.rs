@@ -23,6 +23,7 @@ use super::LeaveError;
 use super::config::{ClientConfig, ClientTls};
 use super::state::{ClientState, ClientStatus};
 use crate::liveness::Status;
+use crate::liveness::timing::client_interval;
 use crate::metrics::ClientMetrics;
 use crate::pb::heartbeat::v1::{
     BeatRequest, BeatResponse, Join, Leave, MemberStatus, Ping, beat_request, beat_response,
@@ -136,13 +137,20 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>, url: &str) -> End {
         Ok(Err(s)) => return End::Failed(format!("join refused: {:?}: {}", s.code(), s.message())),
         Err(_) => return End::Failed(format!("no Welcome within {wait:?}")),
     };
-    let interval = from_pb(welcome.interval).unwrap_or(ctx.status.borrow().interval);
-    let timeout = from_pb(welcome.timeout).unwrap_or(wait);
+    let timeout = from_pb(welcome.timeout)
+        .filter(|t| !t.is_zero())
+        .unwrap_or(wait);
+    let told = from_pb(welcome.interval).unwrap_or(ctx.status.borrow().interval);
+    let interval = client_interval(told, timeout);
+    // ONLINE at Welcome, but the attempt only counts as a success (failures
+    // back to 0) once a Pong arrives: a server that welcomes and then stays
+    // silent is failing (SPEC §5). An OFFLINE client stays OFFLINE until then.
     ctx.status.send_modify(|s| {
-        s.state = ClientState::Online;
+        if s.state != ClientState::Offline {
+            s.state = ClientState::Online;
+        }
         s.session = Some(welcome.session);
         s.server = Some(url.to_owned());
-        s.failures = 0;
         s.interval = interval;
         s.timeout = timeout;
     });
@@ -186,12 +194,32 @@ impl Pinger {
         }
     }
 
+    /// Pings until the session ends. Lost before any Pong, the attempt
+    /// counts as failed (SPEC §5).
     async fn run(
         mut self,
         ctx: &mut Ctx<'_>,
         responses: &mut tonic::Streaming<BeatResponse>,
         interval: Duration,
         timeout: Duration,
+    ) -> End {
+        let mut ponged = false;
+        match self
+            .session(ctx, responses, interval, timeout, &mut ponged)
+            .await
+        {
+            End::Lost(why) if !ponged => End::Failed(format!("welcomed, but no Pong: {why}")),
+            end => end,
+        }
+    }
+
+    async fn session(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        responses: &mut tonic::Streaming<BeatResponse>,
+        interval: Duration,
+        timeout: Duration,
+        ponged: &mut bool,
     ) -> End {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -211,12 +239,21 @@ impl Pinger {
                     server_deadline.as_mut().reset(now + timeout);
                     match msg {
                         Ok(Some(BeatResponse { kind: Some(beat_response::Kind::Pong(pong)) })) => {
+                            if !*ponged {
+                                *ponged = true;
+                                ctx.status.send_modify(|s| {
+                                    s.state = ClientState::Online;
+                                    s.failures = 0;
+                                });
+                            }
                             let rtt = match self.last_sent {
                                 Some((seq, at)) if seq == pong.seq => Some(now - at),
                                 _ => None,
                             };
                             let changed = from_pb(pong.interval)
-                                .filter(|d| !d.is_zero() && *d != ticker.period());
+                                .filter(|d| !d.is_zero())
+                                .map(|d| client_interval(d, timeout))
+                                .filter(|d| *d != ticker.period());
                             if let Some(new) = changed {
                                 debug!(interval = ?new, "server changed the interval");
                                 ticker = tokio::time::interval_at(now + new, new);

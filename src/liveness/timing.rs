@@ -69,6 +69,24 @@ pub fn timeout_range(interval: Duration) -> (Duration, Duration) {
     (low, high)
 }
 
+/// Smallest interval of SPEC §3: no client pings faster, whatever a server
+/// says (SPEC §5).
+pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Largest interval of SPEC §3.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The interval a client pings at when a server tells it `told`
+/// (`Welcome.interval` or `Pong.interval`) with the agreed `timeout`: within
+/// SPEC §3's bounds and at most half the timeout, so a broken or hostile
+/// server can neither make a client flood it nor make it miss its own
+/// deadline.
+pub fn client_interval(told: Duration, timeout: Duration) -> Duration {
+    told.clamp(MIN_INTERVAL, MAX_INTERVAL)
+        .min(timeout / 2)
+        .max(MIN_INTERVAL)
+}
+
 /// Silence after which an ALIVE member becomes SUSPECT: `(interval + timeout) / 2`.
 pub fn suspect_after(interval: Duration, timeout: Duration) -> Duration {
     (interval + timeout) / 2
@@ -163,6 +181,23 @@ impl TokenBucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_interval_table() {
+        let ms = Duration::from_millis;
+        let cases = [
+            // told, timeout, pinged at
+            (ms(1_000), ms(3_000), ms(1_000)),
+            (ms(1), ms(3_000), ms(100)),
+            (Duration::ZERO, ms(3_000), ms(100)),
+            (ms(2_500), ms(3_000), ms(1_500)),
+            (ms(120_000), ms(600_000), ms(60_000)),
+            (ms(1_000), ms(150), ms(100)),
+        ];
+        for (told, timeout, want) in cases {
+            assert_eq!(client_interval(told, timeout), want, "{told:?} {timeout:?}");
+        }
+    }
 
     #[test]
     fn token_bucket_table() {
