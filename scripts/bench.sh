@@ -70,7 +70,8 @@ for part in $PARTS; do
     run "long-heartbeat-$LONG_MEMBERS" "${serve[@]}" -- --members "$LONG_MEMBERS" --duration "$LONG"
     ;;
   overload)
-    run overload "${serve[@]}" --max-ping-rate 5000 -- --members 10000 --duration "$DURATION"
+    run overload "${serve[@]}" --max-ping-rate 5000 -- --members 10000 --duration "$DURATION" \
+      --join-within 5s --allow-partial
     ;;
   watch)
     run watch "${serve[@]}" -- --members 10000 --watchers 10000 --duration "$DURATION"

@@ -52,6 +52,9 @@ pub struct BenchConfig {
     pub progress: bool,
     /// Health Watch streams measuring the fan-out of a flip (0 = none).
     pub watchers: usize,
+    /// How long members keep retrying a refused Join (RESOURCE_EXHAUSTED)
+    /// before they count as refused.
+    pub join_within: Duration,
 }
 
 /// The Health Watch fan-out: flips of one service's health and how long
@@ -75,10 +78,17 @@ pub struct WatchReport {
 /// What was measured.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Report {
-    /// Members that joined.
+    /// Members the run asked for.
+    pub members: usize,
+    /// Members that joined: every figure below is about them.
     pub joined: usize,
-    /// Joins the server refused with RESOURCE_EXHAUSTED (at a limit).
+    /// Members whose every Join within the join window got
+    /// RESOURCE_EXHAUSTED (the server at a limit).
     pub refused: usize,
+    /// Members that did not join for another reason.
+    pub failed: usize,
+    /// RESOURCE_EXHAUSTED answers that members retried (with backoff).
+    pub join_retries: u64,
     /// Members the server told a longer interval (Pong.interval).
     pub slowed: usize,
     /// From the first Join sent to the last Welcome received.
@@ -125,8 +135,11 @@ impl Report {
         let ms3 =
             |p50, p99, max| serde_json::json!({ "p50": ms(p50), "p99": ms(p99), "max": ms(max) });
         serde_json::json!({
+            "members": self.members,
             "joined": self.joined,
             "refused": self.refused,
+            "failed": self.failed,
+            "join_retries": self.join_retries,
             "slowed": self.slowed,
             "join_time_ms": self.join_time.as_secs_f64() * 1e3,
             "pongs": self.pongs,
@@ -154,10 +167,10 @@ impl Report {
         let mut out = format!(
             "members joined      {}\njoin time           {}\npings/s             {:.0}\n\
              pong RTT            p50 {}  p99 {}  p99.9 {}  max {}\nfalse expiries      {}\n",
-            if self.refused > 0 {
+            if self.joined < self.members {
                 format!(
-                    "{} ({} refused: RESOURCE_EXHAUSTED)",
-                    self.joined, self.refused
+                    "{} of {} ({} refused: RESOURCE_EXHAUSTED, {} failed)",
+                    self.joined, self.members, self.refused, self.failed
                 )
             } else {
                 self.joined.to_string()
@@ -170,6 +183,12 @@ impl Report {
             ms(self.rtt_max),
             self.false_expiries,
         );
+        if self.join_retries > 0 {
+            out += &format!(
+                "join retries        {} (RESOURCE_EXHAUSTED, retried with backoff)\n",
+                self.join_retries
+            );
+        }
         if self.hung > 0 {
             out += &format!(
                 "hung detected       {}/{}\ndetection lateness  p50 {}  p99 {}  max {}\n",

@@ -30,12 +30,16 @@ struct Stats {
     measuring: AtomicBool,
 }
 
-/// How a member's Join ended.
+/// How a member's joining ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Joined {
-    Welcomed,
-    /// RESOURCE_EXHAUSTED: the server is at a limit (overload behaviour).
-    Refused,
+    /// Welcomed, after this many RESOURCE_EXHAUSTED answers.
+    Welcomed { retries: u32 },
+    /// Every attempt within the join window got RESOURCE_EXHAUSTED: the
+    /// server is at a limit (join rate, members, ping budget).
+    Refused { retries: u32 },
+    /// Another error (the server went away, a bad argument).
+    Failed,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -96,20 +100,29 @@ pub async fn run(cfg: BenchConfig) -> Result<Report, String> {
         tasks.push(tokio::spawn(member.run()));
     }
     drop(welcomed_tx);
-    let (mut joined, mut refused) = (0, 0);
-    while joined + refused < cfg.members {
-        match tokio::time::timeout(Duration::from_secs(60), welcomed.recv()).await {
-            Ok(Some(Joined::Welcomed)) => joined += 1,
-            Ok(Some(Joined::Refused)) => refused += 1,
+    let (mut joined, mut refused, mut failed, mut retries) = (0, 0, 0, 0u64);
+    let window = start + cfg.join_within + Duration::from_secs(5);
+    while joined + refused + failed < cfg.members {
+        match tokio::time::timeout_at(window, welcomed.recv()).await {
+            Ok(Some(Joined::Welcomed { retries: r })) => {
+                joined += 1;
+                retries += u64::from(r);
+            }
+            Ok(Some(Joined::Refused { retries: r })) => {
+                refused += 1;
+                retries += u64::from(r);
+            }
+            Ok(Some(Joined::Failed)) => failed += 1,
             _ => break,
         }
     }
     let join_time = start.elapsed();
-    if joined + refused < cfg.members || joined == 0 {
+    if joined == 0 {
         stop.cancel();
         return Err(format!(
-            "only {joined} of {} members joined within 60 s ({refused} refused)",
-            cfg.members
+            "none of {} members joined within {} ({refused} refused, {failed} failed)",
+            cfg.members,
+            humantime::format_duration(cfg.join_within)
         ));
     }
 
@@ -174,9 +187,12 @@ pub async fn run(cfg: BenchConfig) -> Result<Report, String> {
         Some(f) => Some(f.finish().await),
         None => None,
     };
+    // Every member leaves (LEFT, not DEAD: a bench run leaves no fleet of
+    // dead rows behind, nor a mass failure).
     stop.cancel();
+    let leave_by = Instant::now() + LEAVE_WITHIN + Duration::from_secs(1);
     for t in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        let _ = tokio::time::timeout_at(leave_by, t).await;
     }
 
     let pongs = stats.pongs.load(Ordering::Relaxed);
@@ -196,8 +212,11 @@ pub async fn run(cfg: BenchConfig) -> Result<Report, String> {
         _ => (None, None, None),
     };
     Ok(Report {
+        members: cfg.members,
         joined,
         refused,
+        failed: cfg.members - joined - refused,
+        join_retries: retries,
         slowed: stats.slowed.load(Ordering::Relaxed),
         join_time,
         pongs,
@@ -237,15 +256,56 @@ struct Member {
     welcomed: mpsc::Sender<Joined>,
 }
 
+/// How long members have for their Leave at the end of a run.
+const LEAVE_WITHIN: Duration = Duration::from_secs(3);
+
+type Responses = tonic::Streaming<crate::pb::heartbeat::v1::BeatResponse>;
+
+/// One Join attempt's outcome.
+enum Attempt {
+    Welcomed(mpsc::Sender<BeatRequest>, Responses, Duration, Duration),
+    Refused,
+    Failed,
+}
+
 impl Member {
-    async fn run(self) {
+    /// Joins like a real client: RESOURCE_EXHAUSTED is retried with the
+    /// client's jittered backoff until the join window ends.
+    async fn join(
+        &self,
+    ) -> Result<(mpsc::Sender<BeatRequest>, Responses, Duration, Duration), Joined> {
+        let backoff = crate::client::Backoff::default();
+        let until = Instant::now() + self.cfg.join_within;
+        let mut retries = 0;
+        loop {
+            match self.attempt().await {
+                Attempt::Welcomed(tx, responses, interval, timeout) => {
+                    let _ = self.welcomed.send(Joined::Welcomed { retries }).await;
+                    return Ok((tx, responses, interval, timeout));
+                }
+                Attempt::Failed => return Err(Joined::Failed),
+                Attempt::Refused => {
+                    retries += 1;
+                    let wait = backoff.delay(retries, rand::random());
+                    if Instant::now() + wait > until {
+                        return Err(Joined::Refused { retries });
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.stop.cancelled() => return Err(Joined::Refused { retries }),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn attempt(&self) -> Attempt {
         let (tx, rx) = mpsc::channel(4);
         let join = Join {
             service: self.cfg.service.clone(),
             instance: self.instance.clone(),
             interval: Some(pb(self.cfg.interval)),
             timeout: self.cfg.timeout.map(pb),
-            labels: Default::default(),
             ..Default::default()
         };
         let _ = tx.try_send(BeatRequest {
@@ -255,30 +315,34 @@ impl Member {
         let refused = |s: &tonic::Status| s.code() == Code::ResourceExhausted;
         let mut responses = match client.beat(ReceiverStream::new(rx)).await {
             Ok(resp) => resp.into_inner(),
-            Err(s) if refused(&s) => {
-                let _ = self.welcomed.send(Joined::Refused).await;
-                return;
-            }
-            Err(_) => return,
+            Err(s) if refused(&s) => return Attempt::Refused,
+            Err(_) => return Attempt::Failed,
         };
-        let (interval, timeout) = match responses.message().await {
+        match responses.message().await {
             Ok(Some(m)) => match m.kind {
                 Some(beat_response::Kind::Welcome(w)) => {
                     let timeout = std_duration(w.timeout)
                         .filter(|t| !t.is_zero())
                         .unwrap_or(Duration::from_secs(3));
                     let told = std_duration(w.interval).unwrap_or(self.cfg.interval);
-                    (client_interval(told, timeout), timeout)
+                    Attempt::Welcomed(tx, responses, client_interval(told, timeout), timeout)
                 }
-                _ => return,
+                _ => Attempt::Failed,
             },
-            Err(s) if refused(&s) => {
-                let _ = self.welcomed.send(Joined::Refused).await;
+            Err(s) if refused(&s) => Attempt::Refused,
+            _ => Attempt::Failed,
+        }
+    }
+
+    async fn run(self) {
+        let (tx, mut responses, interval, timeout) = match self.join().await {
+            Ok(joined) => joined,
+            Err(outcome) => {
+                let _ = self.welcomed.send(outcome).await;
                 return;
             }
-            _ => return,
         };
-        let _ = self.welcomed.send(Joined::Welcomed).await;
+
         let mut slowed = false;
         // Spread the members' pings over the interval.
         let offset = interval.mul_f64(rand::random::<f64>());
@@ -290,7 +354,9 @@ impl Member {
         loop {
             tokio::select! {
                 _ = self.stop.cancelled() => {
-                    let _ = tx.try_send(BeatRequest { kind: Some(beat_request::Kind::Leave(Leave { reason: "bench done".into() })) });
+                    if !hung {
+                        leave(tx, &mut responses).await;
+                    }
                     return;
                 }
                 _ = self.hang.cancelled(), if self.hangs && !hung => hung = true,
@@ -345,4 +411,20 @@ impl Member {
             }
         }
     }
+}
+
+/// Sends Leave and waits (bounded) for the server to end the stream.
+async fn leave(tx: mpsc::Sender<BeatRequest>, responses: &mut Responses) {
+    let leave = BeatRequest {
+        kind: Some(beat_request::Kind::Leave(Leave {
+            reason: "bench done".into(),
+        })),
+    };
+    let done = async {
+        if tx.send(leave).await.is_err() {
+            return;
+        }
+        while let Ok(Some(_)) = responses.message().await {}
+    };
+    let _ = tokio::time::timeout(LEAVE_WITHIN, done).await;
 }

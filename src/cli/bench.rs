@@ -39,6 +39,12 @@ pub struct BenchArgs {
     /// Health Watch streams on a service whose health flips once a second: measures the fan-out of a flip.
     #[arg(long, default_value_t = 0)]
     watchers: usize,
+    /// How long a member keeps retrying a Join refused with RESOURCE_EXHAUSTED (backoff as any client) before it counts as refused.
+    #[arg(long, value_parser = duration, default_value = "60s")]
+    join_within: Duration,
+    /// Exit 0 even when not every member joined (the figures are about those that did).
+    #[arg(long)]
+    allow_partial: bool,
     /// PID of the server, for its CPU per ping and RSS per member (from /proc).
     #[arg(long)]
     server_pid: Option<u32>,
@@ -50,6 +56,8 @@ pub struct BenchArgs {
     quiet: bool,
 }
 
+/// Exit codes: 0 done, 1 bad arguments or no member joined, 2 not every
+/// member joined (without `--allow-partial`).
 pub(crate) fn main(args: BenchArgs) -> ExitCode {
     let url = match server_url(&args.server) {
         Ok(u) => u,
@@ -70,6 +78,7 @@ pub(crate) fn main(args: BenchArgs) -> ExitCode {
         server_pid: args.server_pid,
         progress: !args.quiet,
         watchers: args.watchers,
+        join_within: args.join_within,
     };
     match super::runtime(bench::run(cfg)) {
         Ok(report) => {
@@ -77,6 +86,13 @@ pub(crate) fn main(args: BenchArgs) -> ExitCode {
                 println!("{}", report.json());
             } else {
                 print!("{}", report.human());
+            }
+            if report.joined < report.members && !args.allow_partial {
+                eprintln!(
+                    "error: only {} of {} members joined ({} refused, {} failed); the figures are about those {} (--allow-partial accepts this)",
+                    report.joined, report.members, report.refused, report.failed, report.joined
+                );
+                return ExitCode::from(2);
             }
             ExitCode::SUCCESS
         }
