@@ -184,3 +184,57 @@ async fn watch_text_lines() {
     assert_eq!(w.wait_exit(WAIT).await.code(), Some(0));
     server.stop().await;
 }
+
+/// `heartbeat members | head -1` and `heartbeat watch | head -1`: the reader
+/// goes away after one line of ~200 KB of output (more than a pipe holds),
+/// and the command exits 0 without a word (no broken-pipe panic).
+#[tokio::test]
+async fn members_and_watch_exit_quietly_when_the_reader_goes_away() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let labels: std::collections::HashMap<String, String> = (0..32)
+        .map(|i| (format!("label-{i:02}"), "v".repeat(40)))
+        .collect();
+    let mut beats = Vec::new();
+    for i in 0..100 {
+        let join = heartbeat::pb::heartbeat::v1::Join {
+            service: "web".into(),
+            instance: format!("i{i:03}"),
+            labels: labels.clone(),
+            ..Default::default()
+        };
+        beats.push(Beat::join_with(&mut client, join).await.0);
+    }
+    let bin = env!("CARGO_BIN_EXE_heartbeat");
+    for (cmd, extra) in [
+        ("members", ""),
+        ("members", "--json"),
+        ("watch", ""),
+        ("watch", "--json"),
+    ] {
+        let script = format!(
+            "'{bin}' {cmd} --server {} {extra} | head -1 >/dev/null; echo \"exit=${{PIPESTATUS[0]}}\"",
+            server.url()
+        );
+        let mut p = tokio::process::Command::new("bash")
+            .args(["-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let out = within(&format!("{cmd} {extra} | head -1"), async {
+            let mut stdout = String::new();
+            let mut stderr = String::new();
+            use tokio::io::AsyncReadExt;
+            let (o, e) = (p.stdout.as_mut().unwrap(), p.stderr.as_mut().unwrap());
+            let _ = tokio::join!(o.read_to_string(&mut stdout), e.read_to_string(&mut stderr));
+            (stdout, stderr)
+        })
+        .await;
+        assert_eq!(out.0.trim(), "exit=0", "{cmd} {extra}: {out:?}");
+        assert!(!out.1.contains("panicked"), "{cmd} {extra}: {}", out.1);
+    }
+    drop(beats);
+    server.stop().await;
+}

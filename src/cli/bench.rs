@@ -7,7 +7,7 @@ use clap::Args;
 use heartbeat::bench::{self, BenchConfig};
 use heartbeat::client::server_url;
 
-use super::duration;
+use super::{duration, output};
 
 /// Flags of `heartbeat bench`.
 #[derive(Debug, Args)]
@@ -82,10 +82,13 @@ pub(crate) fn main(args: BenchArgs) -> ExitCode {
     };
     match super::runtime(bench::run(cfg)) {
         Ok(report) => {
-            if args.json {
-                println!("{}", report.json());
+            let written = if args.json {
+                output::line(&report.json().to_string())
             } else {
-                print!("{}", report.human());
+                output::write(&report.human())
+            };
+            if let Err(code) = written {
+                return code;
             }
             if report.joined < report.members && !args.allow_partial {
                 eprintln!(

@@ -9,7 +9,7 @@ use clap::Args;
 use heartbeat::client::server_url;
 use heartbeat::probe;
 
-use super::duration;
+use super::{duration, output};
 
 /// Flags of `heartbeat check`.
 #[derive(Debug, Args)]
@@ -44,7 +44,8 @@ pub(crate) fn main(args: CheckArgs) -> ExitCode {
     ));
     let line = outcome.line(&args.server, &args.service);
     if outcome == probe::Outcome::Serving {
-        println!("{line}");
+        // A reader that went away changes nothing: the exit code is the answer.
+        let _ = output::line(&line);
     } else {
         eprintln!("{line}");
     }

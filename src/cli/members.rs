@@ -7,7 +7,7 @@ use clap::Args;
 use heartbeat::client::server_url;
 use heartbeat::pb::heartbeat::v1::{ListMembersRequest, heartbeat_client::HeartbeatClient};
 
-use super::render;
+use super::{output, render};
 
 /// Flags of `heartbeat members`.
 #[derive(Debug, Args)]
@@ -54,13 +54,14 @@ pub(crate) fn main(args: MembersArgs) -> ExitCode {
             }
         };
         let now = SystemTime::now();
-        if args.json {
-            for m in &response.members {
-                println!("{}", render::member_json(m, now));
-            }
+        let written = if args.json {
+            response
+                .members
+                .iter()
+                .try_for_each(|m| output::line(&render::member_json(m, now).to_string()))
         } else {
-            print!("{}", render::member_table(&response.members, now));
-        }
-        ExitCode::SUCCESS
+            output::write(&render::member_table(&response.members, now))
+        };
+        written.err().unwrap_or(ExitCode::SUCCESS)
     })
 }

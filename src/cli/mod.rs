@@ -7,6 +7,7 @@ mod bench;
 mod check;
 mod logging;
 mod members;
+mod output;
 mod render;
 mod serve;
 mod signal;

@@ -11,7 +11,7 @@ use heartbeat::pb::heartbeat::v1::{
 };
 use tracing::warn;
 
-use super::{LogFormat, logging, render, signal};
+use super::{LogFormat, logging, output, render, signal};
 
 /// Flags of `heartbeat watch`.
 #[derive(Debug, Args)]
@@ -41,13 +41,14 @@ pub(crate) fn main(args: WatchArgs) -> ExitCode {
     };
     super::runtime(async move {
         tokio::select! {
-            _ = follow(&url, &args) => ExitCode::from(1),
+            code = follow(&url, &args) => code,
             _ = signal::shutdown() => ExitCode::SUCCESS,
         }
     })
 }
 
-async fn follow(url: &str, args: &WatchArgs) {
+/// Follows the events until standard output closes (its exit code).
+async fn follow(url: &str, args: &WatchArgs) -> ExitCode {
     let backoff = Backoff::default();
     let mut since = 0;
     let mut failures = 0;
@@ -77,7 +78,9 @@ async fn follow(url: &str, args: &WatchArgs) {
                                     } else {
                                         render::event_line(&event)
                                     };
-                                    println!("{line}");
+                                    if let Err(code) = output::line(&line) {
+                                        return code;
+                                    }
                                 }
                                 Ok(None) => break "the server ended the stream".to_owned(),
                                 Err(s) => break format!("{:?}: {}", s.code(), s.message()),
