@@ -46,7 +46,10 @@ fn parse(text: &str) -> BTreeMap<String, f64> {
         let value: f64 = value
             .parse()
             .unwrap_or_else(|_| panic!("bad value in {line:?}"));
-        assert!(key.starts_with("heartbeat_"), "{key}");
+        assert!(
+            key.starts_with("heartbeat_") || key.starts_with("process_"),
+            "{key}"
+        );
         let name_ok = key
             .split('{')
             .next()
@@ -67,6 +70,14 @@ struct Scrape(BTreeMap<String, f64>);
 impl Scrape {
     fn get(&self, key: &str) -> f64 {
         self.0.get(key).copied().unwrap_or(0.0)
+    }
+
+    /// The value of a series that must exist.
+    fn has(&self, key: &str) -> f64 {
+        *self
+            .0
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} is exported: {:?}", self.0.keys()))
     }
 }
 
@@ -101,6 +112,24 @@ async fn server_metrics_follow_join_death_leave_and_rejections() {
     let left = "heartbeat_members{service=\"web\",state=\"left\"}";
 
     let before = scrape(&metrics).await;
+    // Every known label value exists at 0 before the first event, and the
+    // standard process metrics are there.
+    for reason in heartbeat::metrics::REJECTION_REASONS {
+        let key = format!("heartbeat_rejections_total{{reason=\"{reason}\"}}");
+        assert_eq!(before.has(&key), 0.0);
+    }
+    for reason in heartbeat::metrics::REFUSED_REASONS {
+        let key = format!("heartbeat_connections_refused_total{{reason=\"{reason}\"}}");
+        assert_eq!(before.has(&key), 0.0);
+    }
+    assert_eq!(before.has("heartbeat_state_save_failures_total"), 0.0);
+    assert!(before.has("process_cpu_seconds_total") >= 0.0);
+    assert!(before.has("process_resident_memory_bytes") > 1e6);
+    assert!(before.has("process_open_fds") >= 3.0);
+    assert!(before.has("process_max_fds") >= before.has("process_open_fds"));
+    assert!(before.has("process_start_time_seconds") > 1e9);
+    assert!(before.has("process_threads") >= 1.0);
+    assert!(before.has("process_virtual_memory_bytes") > 0.0);
     assert_eq!(before.get(alive), 0.0);
     assert_eq!(before.get("heartbeat_joins_total"), 0.0);
     assert_eq!(before.get("heartbeat_beat_streams"), 0.0);
@@ -111,6 +140,10 @@ async fn server_metrics_follow_join_death_leave_and_rejections() {
     a.ping(1).await;
     let joined = scrape(&metrics).await;
     assert_eq!(joined.get(alive), 1.0);
+    for state in ["suspect", "dead", "left"] {
+        let key = format!("heartbeat_members{{service=\"web\",state=\"{state}\"}}");
+        assert_eq!(joined.has(&key), 0.0, "a new service's states start at 0");
+    }
     assert_eq!(joined.get("heartbeat_joins_total"), 1.0);
     assert_eq!(joined.get("heartbeat_beat_streams"), 1.0);
     assert!(joined.get("heartbeat_pings_total") >= 1.0);
@@ -178,6 +211,10 @@ async fn agent_metrics_show_state_rtt_and_pings() {
     })
     .await;
     assert_eq!(s.get("heartbeat_client_state{state=\"ONLINE\"}"), 1.0);
+    assert!(
+        s.has("process_resident_memory_bytes") > 1e6,
+        "the agent too"
+    );
     assert_eq!(s.get("heartbeat_client_state{state=\"OFFLINE\"}"), 0.0);
     assert!(s.get("heartbeat_client_pings_total") >= 2.0);
     assert!(s.get("heartbeat_client_pong_rtt_seconds_sum") > 0.0);

@@ -35,8 +35,9 @@ pub struct ClientMetrics {
 }
 
 impl ClientMetrics {
-    /// Registers the client metrics in `registry`.
+    /// Registers the client metrics in `registry`, under [`super::PREFIX`].
     pub fn new(registry: &mut Registry) -> Self {
+        let registry = registry.sub_registry_with_prefix(super::PREFIX);
         let m = Self {
             // 50 µs .. ~1.6 s
             rtt: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),

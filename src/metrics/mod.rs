@@ -5,18 +5,27 @@
 mod client;
 mod edge;
 mod http;
+mod process;
 mod server;
 
 pub use client::ClientMetrics;
 pub use edge::{EdgeMetrics, REFUSED_REASONS};
 pub use http::{router, serve};
-pub use server::{MAX_SERVICE_LABELS, OTHER_SERVICES, ServerMetrics};
+pub use process::ProcessCollector;
+pub use server::{MAX_SERVICE_LABELS, OTHER_SERVICES, REJECTION_REASONS, ServerMetrics};
 
 use prometheus_client::registry::Registry;
 
-/// A registry for everything heartbeat exports, with the `heartbeat_` prefix.
+/// Prefix of every metric of heartbeat's own.
+pub const PREFIX: &str = "heartbeat";
+
+/// A registry for everything a heartbeat process exports: the standard
+/// `process_*` metrics at its root, and [`ServerMetrics`] or
+/// [`ClientMetrics`] under [`PREFIX`] when registered into it.
 pub fn registry() -> Registry {
-    Registry::with_prefix("heartbeat")
+    let mut r = Registry::default();
+    r.register_collector(Box::new(ProcessCollector));
+    r
 }
 
 /// The text exposition of `registry`.

@@ -16,6 +16,26 @@ use prometheus_client::registry::{Registry, Unit};
 use super::EdgeMetrics;
 use crate::liveness::{Event, EventKind, PingBudget, State, StreamEnd, Transition};
 
+/// Every reason a Beat stream is refused or ended for bad input (the
+/// `rejections` label), created at 0 so alerts see a series from the start.
+pub const REJECTION_REASONS: [&str; 13] = [
+    "invalid_argument",
+    "first_message_not_join",
+    "second_join",
+    "join_timeout",
+    "seq_not_increasing",
+    "ping_flood",
+    "draining",
+    "member_limit",
+    "join_rate",
+    "ping_budget",
+    "permission_denied",
+    "message_too_large",
+    "undecodable",
+];
+
+const STATES: [State; 4] = [State::Alive, State::Suspect, State::Dead, State::Left];
+
 /// Most distinct services given their own `service` label value; the rest
 /// share [`OTHER_SERVICES`] (service names come from clients).
 pub const MAX_SERVICE_LABELS: usize = 1000;
@@ -69,8 +89,9 @@ pub struct ServerMetrics {
 }
 
 impl ServerMetrics {
-    /// Registers the server metrics in `registry`.
+    /// Registers the server metrics in `registry`, under [`super::PREFIX`].
     pub fn new(registry: &mut Registry) -> Self {
+        let registry = registry.sub_registry_with_prefix(super::PREFIX);
         let m = Self {
             members: Family::default(),
             streams: Gauge::default(),
@@ -95,6 +116,9 @@ impl ServerMetrics {
             labels: Arc::default(),
         };
         m.stretch.set(1.0);
+        for reason in REJECTION_REASONS {
+            let _ = m.rejections.get_or_create(&ReasonLabels { reason });
+        }
         registry.register(
             "members",
             "Listed members by service and state",
@@ -244,6 +268,13 @@ impl ServerMetrics {
                     OTHER_SERVICES.into()
                 };
                 labels.insert(t.service().into(), label.clone());
+                // Every state of a new service starts at 0.
+                for state in STATES {
+                    let _ = self.members.get_or_create(&MemberLabels {
+                        service: label.to_string(),
+                        state: state_name(state),
+                    });
+                }
                 label
             }
         };
@@ -270,7 +301,7 @@ impl ServerMetrics {
             && &*label != OTHER_SERVICES
         {
             {
-                for state in [State::Alive, State::Suspect, State::Dead, State::Left] {
+                for state in STATES {
                     self.members.remove(&MemberLabels {
                         service: label.to_string(),
                         state: state_name(state),

@@ -138,6 +138,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_rejection_reason_is_created_at_zero() {
+        let invalid = crate::validate::service("join.service", "").unwrap_err();
+        let all = [
+            BeatError::Invalid(invalid),
+            BeatError::NotJoin("ping"),
+            BeatError::Empty,
+            BeatError::SecondJoin,
+            BeatError::JoinTimeout(Duration::ZERO),
+            BeatError::Seq { prev: 1, got: 1 },
+            BeatError::Flood {
+                limit: 1,
+                window: Duration::ZERO,
+            },
+            BeatError::Draining,
+            BeatError::MemberLimit(1),
+            BeatError::PermissionDenied {
+                identity: String::new(),
+                service: String::new(),
+            },
+            BeatError::JoinRate(1),
+            BeatError::PingBudget(1),
+        ];
+        for e in all {
+            let reason = e.rejection().expect("a rejection");
+            assert!(
+                crate::metrics::REJECTION_REASONS.contains(&reason),
+                "{reason} is pre-created"
+            );
+        }
+    }
+
+    #[test]
     fn codes_and_messages() {
         let s = Status::from(BeatError::Fenced(Fenced::Superseded { by: 42 }));
         assert_eq!(
