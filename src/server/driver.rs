@@ -21,6 +21,11 @@
 //! moves later by it, once) *before* the registry is polled, so no member is
 //! declared DEAD for the server's own stall. A member that really stopped
 //! still goes DEAD one timeout after the server resumes.
+//!
+//! Every stall is counted (`heartbeat_stalls_total`, and the lag histogram),
+//! but only one as long as the smallest agreed interval is logged: a shorter
+//! one cannot cost a member even one ping, and on a busy or small machine
+//! scheduler noise of a few tens of milliseconds is ordinary.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +43,29 @@ pub(crate) const GRANULE: Duration = Duration::from_millis(10);
 
 /// Lateness below this is ordinary timer and scheduling noise.
 pub(crate) const STALL_THRESHOLD: Duration = Duration::from_millis(20);
+
+/// What to do about the driver waking `lag` late.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stall {
+    /// Noise: nothing.
+    None,
+    /// Credit it to pending deadlines and count it.
+    Credit,
+    /// Credit and count it, and log it: as long as `min_interval`, it could
+    /// have cost members a ping.
+    CreditAndWarn,
+}
+
+/// Judges a lag, given the smallest interval the server agrees.
+pub(crate) fn judge(lag: Duration, min_interval: Duration) -> Stall {
+    if lag <= STALL_THRESHOLD {
+        Stall::None
+    } else if lag < min_interval {
+        Stall::Credit
+    } else {
+        Stall::CreditAndWarn
+    }
+}
 
 pub(crate) async fn run(shared: Arc<Shared>) {
     let sleep = tokio::time::sleep(TICK);
@@ -59,11 +87,14 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             _ = &mut sleep => {
                 let lag = Instant::now().saturating_duration_since(target);
                 shared.metrics.scheduler_lag(lag);
-                if lag > STALL_THRESHOLD {
+                let judged = judge(lag, shared.cfg.min_interval);
+                if judged == Stall::CreditAndWarn {
                     warn!(
                         lag_ms = lag.as_millis() as u64,
                         "the server was stalled; pending member deadlines extended by the stall"
                     );
+                }
+                if judged != Stall::None {
                     shared.metrics.stalled();
                     stall = Some(lag);
                 }
@@ -85,6 +116,29 @@ fn on_grid(epoch: Instant, t: Instant) -> Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_stalls_that_could_cost_a_ping_are_logged() {
+        let ms = Duration::from_millis;
+        let min = ms(100);
+        let cases = [
+            (ms(0), Stall::None),
+            (ms(20), Stall::None),
+            (ms(21), Stall::Credit),
+            (ms(60), Stall::Credit),
+            (ms(99), Stall::Credit),
+            (ms(100), Stall::CreditAndWarn),
+            (ms(5_000), Stall::CreditAndWarn),
+        ];
+        for (lag, want) in cases {
+            assert_eq!(judge(lag, min), want, "{lag:?}");
+        }
+        assert_eq!(
+            judge(ms(300), ms(500)),
+            Stall::Credit,
+            "follows --min-interval"
+        );
+    }
 
     #[test]
     fn deadlines_round_up_to_the_grid() {
