@@ -45,7 +45,7 @@ fault!(Internal: hb::BeatResponse, hb::ListMembersResponse, hb::MemberEvent,
 /// Starting size of the encode and decode buffers.
 pub const BUFFER_SIZE: usize = 256;
 /// Encoded bytes after which a streaming encoder yields (tonic's default).
-const YIELD_THRESHOLD: usize = 32 * 1024;
+const YIELD_THRESHOLD: usize = 8 * 1024;
 
 /// [`tonic_prost::ProstCodec`] with [`BUFFER_SIZE`] buffers.
 #[derive(Debug, Clone, Copy)]

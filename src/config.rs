@@ -36,6 +36,10 @@ pub struct ServerConfig {
     /// Member events a WatchMembers stream may fall behind before it is
     /// sent a fresh snapshot.
     pub watch_buffer: usize,
+    /// Most WatchMembers streams open at once, server-wide.
+    pub max_watches: usize,
+    /// Most WatchMembers streams open at once on one connection.
+    pub max_watches_per_connection: usize,
     /// HTTP/2 streams per connection (a member needs one).
     pub max_concurrent_streams: u32,
     /// HTTP/2 PING interval on idle connections, to drop dead peers.
@@ -89,6 +93,8 @@ impl Default for ServerConfig {
             drain: Duration::from_secs(1),
             history: 8192,
             watch_buffer: 1024,
+            max_watches: 10_000,
+            max_watches_per_connection: 100,
             max_concurrent_streams: 16_384,
             keepalive_interval: Duration::from_secs(20),
             keepalive_timeout: Duration::from_secs(10),
@@ -217,6 +223,9 @@ impl ServerConfig {
         }
         if self.max_ping_rate == Some(0) {
             return err("--max-ping-rate must be positive (leave it out for no limit)".into());
+        }
+        if self.max_watches == 0 || self.max_watches_per_connection == 0 {
+            return err("--max-watches and --max-watches-per-connection must be positive".into());
         }
         if self.watch_buffer == 0 || self.max_concurrent_streams == 0 {
             return err("watch buffer and max concurrent streams must be positive".into());

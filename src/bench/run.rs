@@ -261,9 +261,16 @@ const LEAVE_WITHIN: Duration = Duration::from_secs(3);
 
 type Responses = tonic::Streaming<crate::pb::heartbeat::v1::BeatResponse>;
 
-/// One Join attempt's outcome.
-enum Attempt {
-    Welcomed(mpsc::Sender<BeatRequest>, Responses, Duration, Duration),
+/// A welcomed member's stream and agreed timing.
+struct Welcomed {
+    tx: mpsc::Sender<BeatRequest>,
+    responses: Responses,
+    interval: Duration,
+    timeout: Duration,
+}
+
+/// Why a Join attempt failed.
+enum NotWelcomed {
     Refused,
     Failed,
 }
@@ -271,20 +278,18 @@ enum Attempt {
 impl Member {
     /// Joins like a real client: RESOURCE_EXHAUSTED is retried with the
     /// client's jittered backoff until the join window ends.
-    async fn join(
-        &self,
-    ) -> Result<(mpsc::Sender<BeatRequest>, Responses, Duration, Duration), Joined> {
+    async fn join(&self) -> Result<Welcomed, Joined> {
         let backoff = crate::client::Backoff::default();
         let until = Instant::now() + self.cfg.join_within;
         let mut retries = 0;
         loop {
             match self.attempt().await {
-                Attempt::Welcomed(tx, responses, interval, timeout) => {
+                Ok(welcomed) => {
                     let _ = self.welcomed.send(Joined::Welcomed { retries }).await;
-                    return Ok((tx, responses, interval, timeout));
+                    return Ok(welcomed);
                 }
-                Attempt::Failed => return Err(Joined::Failed),
-                Attempt::Refused => {
+                Err(NotWelcomed::Failed) => return Err(Joined::Failed),
+                Err(NotWelcomed::Refused) => {
                     retries += 1;
                     let wait = backoff.delay(retries, rand::random());
                     if Instant::now() + wait > until {
@@ -299,7 +304,7 @@ impl Member {
         }
     }
 
-    async fn attempt(&self) -> Attempt {
+    async fn attempt(&self) -> Result<Welcomed, NotWelcomed> {
         let (tx, rx) = mpsc::channel(4);
         let join = Join {
             service: self.cfg.service.clone(),
@@ -315,8 +320,8 @@ impl Member {
         let refused = |s: &tonic::Status| s.code() == Code::ResourceExhausted;
         let mut responses = match client.beat(ReceiverStream::new(rx)).await {
             Ok(resp) => resp.into_inner(),
-            Err(s) if refused(&s) => return Attempt::Refused,
-            Err(_) => return Attempt::Failed,
+            Err(s) if refused(&s) => return Err(NotWelcomed::Refused),
+            Err(_) => return Err(NotWelcomed::Failed),
         };
         match responses.message().await {
             Ok(Some(m)) => match m.kind {
@@ -325,17 +330,27 @@ impl Member {
                         .filter(|t| !t.is_zero())
                         .unwrap_or(Duration::from_secs(3));
                     let told = std_duration(w.interval).unwrap_or(self.cfg.interval);
-                    Attempt::Welcomed(tx, responses, client_interval(told, timeout), timeout)
+                    Ok(Welcomed {
+                        tx,
+                        responses,
+                        interval: client_interval(told, timeout),
+                        timeout,
+                    })
                 }
-                _ => Attempt::Failed,
+                _ => Err(NotWelcomed::Failed),
             },
-            Err(s) if refused(&s) => Attempt::Refused,
-            _ => Attempt::Failed,
+            Err(s) if refused(&s) => Err(NotWelcomed::Refused),
+            _ => Err(NotWelcomed::Failed),
         }
     }
 
     async fn run(self) {
-        let (tx, mut responses, interval, timeout) = match self.join().await {
+        let Welcomed {
+            tx,
+            mut responses,
+            interval,
+            timeout,
+        } = match self.join().await {
             Ok(joined) => joined,
             Err(outcome) => {
                 let _ = self.welcomed.send(outcome).await;

@@ -64,6 +64,16 @@ pub struct ServeArgs {
         default_value_t = 16_384
     )]
     max_streams_per_connection: u32,
+    /// Most WatchMembers streams open at once, server-wide; more get RESOURCE_EXHAUSTED.
+    #[arg(long, env = "HEARTBEAT_MAX_WATCHES", default_value_t = 10_000)]
+    max_watches: usize,
+    /// Most WatchMembers streams open at once on one connection; more get RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        env = "HEARTBEAT_MAX_WATCHES_PER_CONNECTION",
+        default_value_t = 100
+    )]
+    max_watches_per_connection: usize,
     /// Joins per second, server-wide; more get RESOURCE_EXHAUSTED and retry with backoff.
     #[arg(long, env = "HEARTBEAT_MAX_JOIN_RATE", default_value_t = 2_000)]
     max_join_rate: u32,
@@ -157,6 +167,8 @@ impl ServeArgs {
             idle_timeout: self.idle_timeout,
             max_concurrent_streams: self.max_streams_per_connection,
             max_join_rate: self.max_join_rate,
+            max_watches: self.max_watches,
+            max_watches_per_connection: self.max_watches_per_connection,
             max_ping_rate: self.max_ping_rate,
             ..ServerConfig::default()
         }

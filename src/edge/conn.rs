@@ -154,7 +154,7 @@ where
     let service = EdgeService {
         inner: routes.clone(),
         streams: handle.streams(),
-        grpc: Some(info),
+        grpc: Some((info, Default::default())),
     };
     drive(
         edge,

@@ -38,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
+pub use service::PerConnection;
 pub(crate) use table::EVICTION_HEADROOM;
 pub(crate) use tls::server_config as tls_config;
 

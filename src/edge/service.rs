@@ -14,6 +14,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -36,6 +37,14 @@ pub(crate) enum ConnInfo {
     Tls(TlsConnectInfo<TcpConnectInfo>),
 }
 
+/// Per-connection state handlers may keep (in every gRPC request's
+/// extensions as `Arc<PerConnection>`): limits that apply per connection.
+#[derive(Debug, Default)]
+pub struct PerConnection {
+    /// Open WatchMembers streams on this connection.
+    pub watches: std::sync::atomic::AtomicUsize,
+}
+
 /// The service of one connection: `inner` (shared by all connections of the
 /// port) behind the edge's rules.
 #[derive(Debug, Clone)]
@@ -43,7 +52,7 @@ pub(crate) struct EdgeService<S> {
     pub(crate) inner: S,
     pub(crate) streams: Streams,
     /// `Some` on a gRPC port.
-    pub(crate) grpc: Option<ConnInfo>,
+    pub(crate) grpc: Option<(ConnInfo, Arc<PerConnection>)>,
 }
 
 type ResponseFuture<B> =
@@ -66,7 +75,7 @@ where
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         let stream = self.streams.open();
         let mut deadline = None;
-        if let Some(info) = &self.grpc {
+        if let Some((info, per_conn)) = &self.grpc {
             if !is_grpc(req.headers()) {
                 return Box::pin(std::future::ready(Ok(unsupported_media_type(stream))));
             }
@@ -77,6 +86,7 @@ where
                     return Box::pin(std::future::ready(Ok(status_response(status, stream))));
                 }
             }
+            req.extensions_mut().insert(per_conn.clone());
             match info {
                 ConnInfo::Tcp(i) => {
                     req.extensions_mut().insert(i.clone());

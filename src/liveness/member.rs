@@ -220,6 +220,9 @@ pub struct Event {
     pub reason: Reason,
     /// The member after the change.
     pub member: MemberView,
+    /// The member's slot in the table (the order of lazy snapshots, see
+    /// [`crate::liveness::Registry::members_from`]).
+    pub slot: u32,
 }
 
 /// Why the registry ends a member's stream.

@@ -479,6 +479,38 @@ impl Registry {
         out
     }
 
+    /// Appends to `out` up to `limit` members of `service` (or all) from slot
+    /// `from` on, in slot order, looking at no more than `scan` slots.
+    /// Returns the slot to continue from, `None` when the table is done.
+    ///
+    /// This is how a snapshot is read lazily, a batch at a time, by a reader
+    /// that costs the server only its position: a member's slot stays the
+    /// same for as long as it is listed, and every event carries its slot.
+    pub fn members_from(
+        &self,
+        from: u32,
+        service: Option<&str>,
+        limit: usize,
+        scan: usize,
+        out: &mut Vec<MemberView>,
+    ) -> Option<u32> {
+        let start = from as usize;
+        let end = start.saturating_add(scan).min(self.slots.len());
+        let mut taken = 0;
+        for (i, slot) in self.slots.iter().enumerate().take(end).skip(start) {
+            if taken == limit {
+                return Some(i as u32);
+            }
+            if let Some(e) = slot
+                && service.is_none_or(|s| e.view.service() == s)
+            {
+                out.push(e.view.clone());
+                taken += 1;
+            }
+        }
+        (end < self.slots.len()).then_some(end as u32)
+    }
+
     /// One member by `service/instance` name.
     pub fn get(&self, name: &str) -> Option<&MemberView> {
         let slot = *self.index.get(name)?;
@@ -668,6 +700,7 @@ impl Registry {
             kind,
             reason,
             member,
+            slot,
         });
         if self.cfg.history > 0 {
             if self.history.len() == self.cfg.history {

@@ -18,7 +18,7 @@ use crate::liveness::{Event, EventKind, PingBudget, State, StreamEnd, Transition
 
 /// Every reason a Beat stream is refused or ended for bad input (the
 /// `rejections` label), created at 0 so alerts see a series from the start.
-pub const REJECTION_REASONS: [&str; 13] = [
+pub const REJECTION_REASONS: [&str; 14] = [
     "invalid_argument",
     "first_message_not_join",
     "second_join",
@@ -32,6 +32,7 @@ pub const REJECTION_REASONS: [&str; 13] = [
     "permission_denied",
     "message_too_large",
     "undecodable",
+    "watch_limit",
 ];
 
 const STATES: [State; 4] = [State::Alive, State::Suspect, State::Dead, State::Left];
@@ -82,6 +83,9 @@ pub struct ServerMetrics {
     pub(crate) edge: EdgeMetrics,
     offered: Gauge<f64, AtomicU64>,
     state_failures: Counter,
+    watches: Gauge,
+    lagged: Counter,
+    resyncs: Counter,
     state_ok: Gauge,
     stretch: Gauge<f64, AtomicU64>,
     /// Live service -> its label value (own name or `_other`).
@@ -111,6 +115,9 @@ impl ServerMetrics {
             edge: EdgeMetrics::new(registry),
             offered: Gauge::default(),
             state_failures: Counter::default(),
+            watches: Gauge::default(),
+            lagged: Counter::default(),
+            resyncs: Counter::default(),
             state_ok: Gauge::default(),
             stretch: Gauge::default(),
             labels: Arc::default(),
@@ -176,6 +183,21 @@ impl ServerMetrics {
             m.stretch.clone(),
         );
         registry.register(
+            "watch_streams",
+            "Open WatchMembers streams",
+            m.watches.clone(),
+        );
+        registry.register(
+            "watch_lagged",
+            "WatchMembers streams that fell behind the live events (they resume from the history)",
+            m.lagged.clone(),
+        );
+        registry.register(
+            "watch_resyncs",
+            "WatchMembers streams that fell too far behind and were sent a fresh snapshot",
+            m.resyncs.clone(),
+        );
+        registry.register(
             "state_save_failures",
             "Snapshots of the member table to --state-dir that failed (a full disk, a removed directory that cannot be created)",
             m.state_failures.clone(),
@@ -209,6 +231,22 @@ impl ServerMetrics {
 
     pub(crate) fn scheduler_lag(&self, lag: std::time::Duration) {
         self.lag.observe(lag.as_secs_f64());
+    }
+
+    pub(crate) fn watch_opened(&self) {
+        self.watches.inc();
+    }
+
+    pub(crate) fn watch_closed(&self) {
+        self.watches.dec();
+    }
+
+    pub(crate) fn watch_lagged(&self) {
+        self.lagged.inc();
+    }
+
+    pub(crate) fn watch_resynced(&self) {
+        self.resyncs.inc();
     }
 
     pub(crate) fn state_saved(&self, ok: bool) {

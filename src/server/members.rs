@@ -1,24 +1,44 @@
 //! ListMembers and WatchMembers.
 //!
-//! A watch subscribes to the live event broadcast and reads its starting
-//! point (history replay or snapshot) under the registry lock, so nothing
-//! falls between the two. A watcher that falls more than the broadcast
-//! buffer behind is sent a fresh snapshot (clients must accept one at any
-//! time, SPEC §2) instead of holding the server's memory hostage.
+//! A watcher costs the server its position, never a copy of the table
+//! (a client that never reads must not be able to pin memory). It is in one
+//! of three phases:
+//!
+//! ```text
+//!   since_revision in history ──► Replay ──(caught up)──► Live
+//!   0, too old, foreign ──► Snapshot ──(SNAPSHOT_END)──► queued events ──► Live
+//!   Live ──(fell behind the broadcast)──► Replay, or Snapshot if history moved on
+//! ```
+//!
+//! - **Snapshot** is read lazily, a batch of slots at a time under the
+//!   registry lock, in slot order (see `Registry::members_from`). Rows carry
+//!   the revision the snapshot began at. Before each batch the watcher drains
+//!   the event broadcast: an event for a slot it has already sent is kept to
+//!   be sent after SNAPSHOT_END (at most the broadcast buffer of them, else
+//!   the snapshot starts over); one for a slot still ahead is dropped, since
+//!   that row will show it. Every member is thus seen once in its state when
+//!   its row was read, then every later change, in revision order.
+//! - **Replay** reads the event history a batch at a time from the last
+//!   revision sent; if the history no longer holds it, a snapshot follows.
+//! - **Live** receives the broadcast (shared `Arc`s, no copy per watcher).
+//!
+//! What waits to be sent is at most one batch of shared views; flow control
+//! (h2's window and send buffer, see `crate::edge`) bounds the bytes.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use futures_util::Stream;
-use tokio::sync::broadcast;
+use tokio::sync::broadcast::{self, error::TryRecvError};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 use tonic::Status as GrpcStatus;
-use tracing::warn;
+use tracing::debug;
 
 use super::convert;
 use super::state::{Inner, Shared};
-use crate::liveness::Event;
+use super::watch_limit::WatchSlot;
+use crate::liveness::{Event, MemberView};
 use crate::pb::heartbeat::v1::{
     ListMembersRequest, ListMembersResponse, MemberEvent, WatchMembersRequest,
 };
@@ -26,6 +46,12 @@ use crate::validate;
 
 /// The response stream of WatchMembers.
 pub type WatchMembersStream = Pin<Box<dyn Stream<Item = Result<MemberEvent, GrpcStatus>> + Send>>;
+
+/// Rows or events read under the lock at a time.
+const BATCH: usize = 16;
+/// Slots looked at per snapshot batch at most (a filter that matches few
+/// members must not hold the lock for a whole large table).
+const SCAN: usize = 4096;
 
 pub(crate) fn list(
     shared: &Shared,
@@ -47,41 +73,34 @@ pub(crate) fn list(
 pub(crate) fn watch(
     shared: Arc<Shared>,
     req: WatchMembersRequest,
+    slot: WatchSlot,
 ) -> Result<WatchMembersStream, GrpcStatus> {
     let filter = validate::service_filter("service", &req.service)
         .map_err(|e| GrpcStatus::invalid_argument(e.to_string()))?;
     if shared.drain.is_cancelled() {
         return Err(GrpcStatus::unavailable("server is shutting down"));
     }
-    let mut pending = VecDeque::new();
-    let (rx, last) = shared.with(|i| {
+    let (rx, phase, last) = shared.with(|i| {
         let rx = shared.events.subscribe();
-        let replay = match req.since_revision {
-            0 => None,
-            since => i.core.events_since(since).map(|events| {
-                events
-                    .filter(|e| matches(&filter, e))
-                    .map(|e| convert::event(e, &shared.clock))
-                    .collect::<Vec<_>>()
-            }),
-        };
-        let last = match replay {
-            Some(events) => {
-                pending.extend(events);
-                i.core.revision()
-            }
-            None => snapshot(&shared, i, &filter, &mut pending),
-        };
-        (rx, last)
+        let resumable =
+            req.since_revision != 0 && i.core.events_since(req.since_revision).is_some();
+        if resumable {
+            (rx, Phase::Replay, req.since_revision)
+        } else {
+            let revision = i.core.revision();
+            (rx, Phase::snapshot(revision), revision)
+        }
     });
     let watch = MemberWatch {
         drained: Box::pin(shared.drain.clone().cancelled_owned()),
         shared,
         filter,
         rx,
-        pending,
+        phase,
+        out: VecDeque::new(),
         last,
         done: false,
+        _slot: slot,
     };
     Ok(Box::pin(futures_util::stream::unfold(
         watch,
@@ -92,76 +111,219 @@ pub(crate) fn watch(
     )))
 }
 
-fn matches(filter: &Option<String>, e: &Event) -> bool {
-    filter.as_deref().is_none_or(|s| e.member.service() == s)
+/// Something read and not yet sent (shared, converted when sent).
+enum Out {
+    /// A snapshot row, and the revision the snapshot began at.
+    Row(MemberView, u64),
+    /// SNAPSHOT_END at that revision.
+    End(u64),
+    Event(Arc<Event>),
 }
 
-/// Queues a snapshot of the table; returns its revision.
-fn snapshot(
-    shared: &Shared,
-    i: &Inner,
-    filter: &Option<String>,
-    pending: &mut VecDeque<MemberEvent>,
-) -> u64 {
-    let revision = i.core.revision();
-    pending.clear();
-    pending.extend(
-        i.core
-            .members(filter.as_deref())
-            .iter()
-            .map(|m| convert::snapshot_row(m, revision, &shared.clock)),
-    );
-    pending.push_back(convert::snapshot_end(revision));
-    revision
+enum Phase {
+    /// Reading the table from `cursor`; rows carry `revision`. `queued`
+    /// holds events for slots already sent.
+    Snapshot {
+        revision: u64,
+        cursor: Option<u32>,
+        queued: VecDeque<Arc<Event>>,
+    },
+    /// Sending `queued` (after SNAPSHOT_END), then Live.
+    Queued(VecDeque<Arc<Event>>),
+    /// Reading the history after `last`.
+    Replay,
+    /// Receiving the broadcast.
+    Live,
+}
+
+impl Phase {
+    fn snapshot(revision: u64) -> Self {
+        Phase::Snapshot {
+            revision,
+            cursor: Some(0),
+            queued: VecDeque::new(),
+        }
+    }
 }
 
 struct MemberWatch {
     shared: Arc<Shared>,
     filter: Option<String>,
     rx: broadcast::Receiver<Arc<Event>>,
-    pending: VecDeque<MemberEvent>,
-    /// Revision of the last event queued; older live events are skipped.
+    phase: Phase,
+    out: VecDeque<Out>,
+    /// Revision of the last event sent (or the snapshot's); older live
+    /// events are skipped.
     last: u64,
     drained: Pin<Box<WaitForCancellationFutureOwned>>,
     done: bool,
+    _slot: WatchSlot,
 }
 
 impl MemberWatch {
+    fn matches(&self, e: &Event) -> bool {
+        self.filter
+            .as_deref()
+            .is_none_or(|s| e.member.service() == s)
+    }
+
+    fn convert(&self, out: Out) -> MemberEvent {
+        let clock = &self.shared.clock;
+        match out {
+            Out::Row(m, revision) => convert::snapshot_row(&m, revision, clock),
+            Out::End(revision) => convert::snapshot_end(revision),
+            Out::Event(e) => convert::event(&e, clock),
+        }
+    }
+
     async fn next(&mut self) -> Option<Result<MemberEvent, GrpcStatus>> {
         loop {
             if self.done {
                 return None;
             }
-            if let Some(e) = self.pending.pop_front() {
-                return Some(Ok(e));
+            if self.shared.drain.is_cancelled() {
+                self.done = true;
+                return Some(Err(GrpcStatus::unavailable("server is shutting down")));
             }
-            let received = tokio::select! {
-                biased;
-                r = self.rx.recv() => r,
-                _ = &mut self.drained => {
-                    self.done = true;
-                    return Some(Err(GrpcStatus::unavailable("server is shutting down")));
-                }
-            };
-            match received {
-                Ok(e) if e.revision > self.last => {
-                    self.last = e.revision;
-                    if matches(&self.filter, &e) {
-                        return Some(Ok(convert::event(&e, &self.shared.clock)));
+            if let Some(out) = self.out.pop_front() {
+                return Some(Ok(self.convert(out)));
+            }
+            match &mut self.phase {
+                Phase::Snapshot { .. } => self.snapshot_batch(),
+                Phase::Queued(queued) => match queued.pop_front() {
+                    // Queued events match the filter already.
+                    Some(e) => {
+                        self.last = e.revision;
+                        self.out.push_back(Out::Event(e));
+                    }
+                    None => self.phase = Phase::Live,
+                },
+                Phase::Replay => self.replay_batch(),
+                Phase::Live => {
+                    let received = tokio::select! {
+                        biased;
+                        r = self.rx.recv() => r,
+                        _ = &mut self.drained => continue,
+                    };
+                    match received {
+                        Ok(e) if e.revision > self.last => {
+                            self.last = e.revision;
+                            if self.matches(&e) {
+                                self.out.push_back(Out::Event(e));
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(missed)) => {
+                            debug!(
+                                missed,
+                                "member watcher fell behind; resuming from the history"
+                            );
+                            self.shared.metrics.watch_lagged();
+                            self.phase = Phase::Replay;
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return None,
                     }
                 }
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    warn!(
-                        missed,
-                        "member watcher fell behind; sending a fresh snapshot"
-                    );
-                    let shared = self.shared.clone();
-                    self.last =
-                        shared.with(|i| snapshot(&shared, i, &self.filter, &mut self.pending));
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
     }
+
+    /// Reads the next batch of the snapshot (or starts it over when the
+    /// watcher fell too far behind meanwhile).
+    fn snapshot_batch(&mut self) {
+        let shared = self.shared.clone();
+        let limit = shared.cfg.watch_buffer;
+        shared.with(|i| {
+            let Phase::Snapshot {
+                revision,
+                cursor,
+                queued,
+            } = &mut self.phase
+            else {
+                return;
+            };
+            let Some(at) = *cursor else {
+                return;
+            };
+            // Sorting what happened since the last batch; `at` is the first
+            // slot not sent yet.
+            let filter = self.filter.as_deref();
+            loop {
+                match self.rx.try_recv() {
+                    Ok(e) if e.slot < at => {
+                        if filter.is_none_or(|s| e.member.service() == s) {
+                            queued.push_back(e);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Lagged(_)) => {
+                        restart(i, &shared, &mut self.rx, &mut self.phase, &mut self.out);
+                        return;
+                    }
+                    Err(TryRecvError::Closed) => break,
+                }
+                if queued.len() > limit {
+                    restart(i, &shared, &mut self.rx, &mut self.phase, &mut self.out);
+                    return;
+                }
+            }
+            let mut rows = Vec::with_capacity(BATCH);
+            *cursor = i.core.members_from(at, filter, BATCH, SCAN, &mut rows);
+            let r = *revision;
+            self.out.extend(rows.into_iter().map(|m| Out::Row(m, r)));
+            if cursor.is_none() {
+                self.last = r;
+                self.out.push_back(Out::End(r));
+                let queued = std::mem::take(queued);
+                self.phase = Phase::Queued(queued);
+            }
+        });
+    }
+
+    /// Reads the next batch of history after `last`; a snapshot when the
+    /// history no longer holds it.
+    fn replay_batch(&mut self) {
+        let shared = self.shared.clone();
+        shared.with(|i| match i.core.events_since(self.last) {
+            None => restart(i, &shared, &mut self.rx, &mut self.phase, &mut self.out),
+            Some(events) => {
+                let mut n = 0;
+                for e in events.take(BATCH) {
+                    n += 1;
+                    self.last = e.revision;
+                    if self
+                        .filter
+                        .as_deref()
+                        .is_none_or(|s| e.member.service() == s)
+                    {
+                        self.out.push_back(Out::Event(e.clone()));
+                    }
+                }
+                if n < BATCH {
+                    // Caught up: everything later arrives on the broadcast
+                    // (older ones there are skipped by revision). A receiver
+                    // that already lagged starts from now, losing nothing:
+                    // the history up to now was just read.
+                    self.rx = self.rx.resubscribe();
+                    self.phase = Phase::Live;
+                }
+            }
+        });
+    }
+}
+
+/// Starts a snapshot over, from the table as it is now.
+fn restart(
+    i: &Inner,
+    shared: &Shared,
+    rx: &mut broadcast::Receiver<Arc<Event>>,
+    phase: &mut Phase,
+    out: &mut VecDeque<Out>,
+) {
+    debug!("member watcher fell behind; sending a fresh snapshot");
+    shared.metrics.watch_resynced();
+    *rx = rx.resubscribe();
+    out.clear();
+    *phase = Phase::snapshot(i.core.revision());
 }

@@ -14,6 +14,7 @@ mod members;
 mod persist;
 mod service;
 mod state;
+mod watch_limit;
 
 use std::future::Future;
 use std::time::SystemTime;

@@ -8,7 +8,9 @@ use tonic::{Request, Response, Status as GrpcStatus, Streaming};
 use super::beat::{self, BeatStream};
 use super::members::{self, WatchMembersStream};
 use super::state::Shared;
+use super::watch_limit;
 use crate::authz::{Identity, read_allowed};
+use crate::edge::PerConnection;
 use crate::pb::heartbeat::v1::{
     BeatRequest, ListMembersRequest, ListMembersResponse, WatchMembersRequest, heartbeat_server,
 };
@@ -55,6 +57,14 @@ impl heartbeat_server::Heartbeat for HeartbeatService {
         request: Request<WatchMembersRequest>,
     ) -> Result<Response<WatchMembersStream>, GrpcStatus> {
         may_read(&self.shared, &request)?;
-        members::watch(self.shared.clone(), request.into_inner()).map(Response::new)
+        let cfg = &self.shared.cfg;
+        let slot = watch_limit::acquire(
+            &self.shared.watches,
+            request.extensions().get::<Arc<PerConnection>>().cloned(),
+            cfg.max_watches,
+            cfg.max_watches_per_connection,
+            &self.shared.metrics,
+        )?;
+        members::watch(self.shared.clone(), request.into_inner(), slot).map(Response::new)
     }
 }

@@ -70,6 +70,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: ServerMetrics,
     /// Notified on every change of the table (for the state writer).
     pub(crate) dirty: Arc<Notify>,
+    /// Open WatchMembers streams.
+    pub(crate) watches: Arc<super::watch_limit::WatchCount>,
 }
 
 impl Shared {
@@ -108,6 +110,7 @@ impl Shared {
             drain: CancellationToken::new(),
             metrics,
             dirty: Arc::new(Notify::new()),
+            watches: Arc::default(),
         })
     }
 

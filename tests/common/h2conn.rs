@@ -16,8 +16,19 @@ pub struct RawH2 {
 /// Connects to `addr`, completes the HTTP/2 handshake and waits for the
 /// server to answer a PING (so the server is serving the connection).
 pub async fn raw_h2(addr: SocketAddr) -> RawH2 {
+    raw_h2_window(addr, 65_535).await
+}
+
+/// [`raw_h2`] with `window` bytes of flow-control window per stream (and
+/// for the connection): how much the server may send before it must wait.
+pub async fn raw_h2_window(addr: SocketAddr, window: u32) -> RawH2 {
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let (send, mut conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    let (send, mut conn) = h2::client::Builder::new()
+        .initial_window_size(window)
+        .initial_connection_window_size(window.max(65_535))
+        .handshake(tcp)
+        .await
+        .expect("h2 handshake");
     let mut ping = conn.ping_pong().expect("ping_pong taken once");
     let driver = tokio::spawn(conn);
     super::within("the server's PONG", ping.ping(h2::Ping::opaque()))
@@ -78,6 +89,29 @@ impl RawH2 {
         )
     }
 
+    /// Opens a gRPC call of `path` with one request `message` and never
+    /// reads its response (a client that stops reading); the returned
+    /// handles keep the stream open.
+    pub async fn open_unread(
+        &mut self,
+        path: &str,
+        message: &[u8],
+    ) -> (h2::client::ResponseFuture, h2::SendStream<Bytes>) {
+        let req = http::Request::post(format!("http://localhost{path}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .unwrap();
+        let mut send = self.send.clone().ready().await.expect("ready");
+        let (response, mut body) = send.send_request(req, false).expect("send request");
+        let mut framed = vec![0u8];
+        framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        framed.extend_from_slice(message);
+        body.send_data(Bytes::from(framed), true)
+            .expect("send data");
+        (response, body)
+    }
+
     /// A POST of `path` with `content_type`; returns the response head.
     pub async fn post(
         &mut self,
@@ -120,4 +154,40 @@ fn percent_decode(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Reads gRPC messages of type `M` from a response body, releasing flow
+/// control only for what it reads (so not reading blocks the server).
+pub struct GrpcReader {
+    body: h2::RecvStream,
+    buf: Vec<u8>,
+}
+
+impl GrpcReader {
+    pub fn new(body: h2::RecvStream) -> Self {
+        Self {
+            body,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next message.
+    pub async fn next<M: prost::Message + Default>(&mut self) -> M {
+        loop {
+            if self.buf.len() >= 5 {
+                let len = u32::from_be_bytes(self.buf[1..5].try_into().unwrap()) as usize;
+                if self.buf.len() >= 5 + len {
+                    let msg = M::decode(&self.buf[5..5 + len]).expect("a message");
+                    self.buf.drain(..5 + len);
+                    return msg;
+                }
+            }
+            let chunk = super::within("response data", self.body.data())
+                .await
+                .expect("the stream is open")
+                .expect("data");
+            let _ = self.body.flow_control().release_capacity(chunk.len());
+            self.buf.extend_from_slice(&chunk);
+        }
+    }
 }

@@ -7,7 +7,7 @@ pub mod process;
 pub mod proxy;
 
 #[allow(unused_imports)]
-pub use h2conn::raw_h2;
+pub use h2conn::{GrpcReader, raw_h2, raw_h2_window};
 
 use std::future::Future;
 use std::net::SocketAddr;
