@@ -30,6 +30,10 @@ def test_exposition_parses_as_openmetrics(stubs):
         assert members[("web", "alive")] == 1
         assert families["heartbeat_joins"].type == "counter"
         assert families["heartbeat_detection_lateness_seconds"].type == "histogram"
-        assert all(name.startswith("heartbeat_") for name in families)
+        assert all(name.startswith(("heartbeat_", "process_")) for name in families)
+        # The standard process metrics, as every Prometheus client library has them.
+        assert families["process_cpu_seconds"].type == "counter"
+        assert families["process_resident_memory_bytes"].samples[0].value > 1e6
+        assert families["process_open_fds"].samples[0].value >= 3
     finally:
         s.stop()
