@@ -12,6 +12,9 @@
 //! - [`health`]: `grpc.health.v1` over a status map: Check, Watch, List.
 //! - [`server`]: Beat / ListMembers / WatchMembers over the core, the timer
 //!   driver, and shutdown.
+//! - [`edge`]: every listening port's connections: handshake deadline, one
+//!   connection limit with eviction of the longest-idle, idle timeout,
+//!   `grpc-timeout` on streams, HTTP 415, bounded shutdown.
 //! - [`client`]: the Rust client library: join, ping, server-liveness
 //!   deadline, reconnect with backoff.
 //! - [`agent`]: `heartbeat beat`, a member for any process (sidecar), with

@@ -92,7 +92,12 @@ async fn help_lists_every_serve_flag() {
         "--join-timeout",
         "--drain",
         "--log-format",
+        "--idle-timeout",
+        "--max-connections",
+        "--max-watches",
+        "--max-watches-per-connection",
         "HEARTBEAT_LISTEN",
+        "HEARTBEAT_IDLE_TIMEOUT",
     ] {
         assert!(help.contains(flag), "{flag} in help");
     }
