@@ -44,9 +44,6 @@ pub enum AgentError {
     /// The membership configuration is invalid.
     #[error(transparent)]
     Config(#[from] ClientConfigError),
-    /// The health endpoint failed.
-    #[error("health endpoint: {0}")]
-    Health(#[from] tonic::transport::Error),
 }
 
 /// Runs the agent until `shutdown`, then leaves (bounded) and returns.
@@ -75,15 +72,15 @@ pub async fn run(
 
     let endpoint = health_listener.map(|listener| {
         let service = HealthService::new(health.clone()).into_server();
-        let stop = stop.clone();
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming_shutdown(
-                    tonic::transport::server::TcpIncoming::from(listener),
-                    stop.cancelled_owned(),
-                ),
-        )
+        let port = crate::edge::Port::Grpc {
+            routes: tonic::service::Routes::new(service).prepare(),
+            tls: None,
+        };
+        tokio::spawn(crate::edge::serve_alone(
+            listener,
+            port,
+            stop.clone().cancelled_owned(),
+        ))
     });
     let reporter = tokio::spawn(report(client.subscribe(), health.clone()));
     let checker = cfg.check.clone().map(|check| {
@@ -108,11 +105,8 @@ pub async fn run(
     reporter.abort();
     stop.cancel();
     if let Some(endpoint) = endpoint {
-        match tokio::time::timeout(Duration::from_millis(500), endpoint).await {
-            Ok(Ok(Err(e))) => return Err(e.into()),
-            Ok(_) => {}
-            Err(_) => warn!("health endpoint still had open connections; closing"),
-        }
+        // Bounded by the edge: open connections get a second, then close.
+        let _ = endpoint.await;
     }
     Ok(())
 }

@@ -70,9 +70,9 @@ pub(crate) async fn metrics_endpoint(
         tracing::info!(addr = %bound, "metrics listening");
     }
     let registry = std::sync::Arc::new(registry);
-    tokio::spawn(heartbeat::metrics::serve(
+    tokio::spawn(heartbeat::edge::serve_http(
         listener,
-        registry,
+        heartbeat::metrics::router(registry),
         stop.cancelled_owned(),
     ));
     Ok(())

@@ -71,6 +71,45 @@ pub struct EdgeConfig {
     pub max_concurrent_streams: u32,
 }
 
+impl Default for EdgeConfig {
+    /// The rules for a process with one small port of its own (the agent's
+    /// health and metrics endpoints): the server's timings, 256 connections.
+    fn default() -> Self {
+        Self {
+            max_connections: 256,
+            handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(300),
+            keepalive_interval: Duration::from_secs(20),
+            keepalive_timeout: Duration::from_secs(10),
+            max_concurrent_streams: 100,
+        }
+    }
+}
+
+/// Serves `router` over HTTP/1.1 on `listener`, with the edge's rules
+/// ([`EdgeConfig::default`]), until `shutdown`; then closes every
+/// connection within a second.
+pub async fn serve_http(
+    listener: TcpListener,
+    router: axum::Router,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    serve_alone(listener, Port::Http(router), shutdown).await;
+}
+
+/// Serves one port of its own until `shutdown`, then closes every
+/// connection within a second.
+pub(crate) async fn serve_alone(
+    listener: TcpListener,
+    port: Port,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let edge = Edge::new(EdgeConfig::default(), EdgeMetrics::unregistered());
+    edge.serve(listener, port);
+    shutdown.await;
+    edge.shutdown(CLOSE_GRACE).await;
+}
+
 /// What a port serves.
 pub(crate) enum Port {
     /// gRPC (HTTP/2 only), plaintext or TLS.

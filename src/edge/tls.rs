@@ -9,23 +9,25 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{RootCertStore, ServerConfig};
 
-use crate::config::TlsFiles;
-
-/// Builds the TLS configuration; `client_auth_optional` lets clients without
-/// a certificate in (an authorisation file then decides).
+/// Builds the TLS configuration from PEM: the certificate chain, its key,
+/// and the CA client certificates must chain to (mTLS);
+/// `client_auth_optional` lets clients without a certificate in (an
+/// authorisation file then decides).
 pub(crate) fn server_config(
-    files: &TlsFiles,
+    cert: &[u8],
+    key: &[u8],
+    client_ca: Option<&[u8]>,
     client_auth_optional: bool,
 ) -> Result<Arc<ServerConfig>, String> {
-    let certs = CertificateDer::pem_slice_iter(&files.cert)
+    let certs = CertificateDer::pem_slice_iter(cert)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("--tls-cert: {e}"))?;
     if certs.is_empty() {
         return Err("--tls-cert: no certificate in the file".into());
     }
-    let key = PrivateKeyDer::from_pem_slice(&files.key).map_err(|e| format!("--tls-key: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("--tls-key: {e}"))?;
     let builder = ServerConfig::builder();
-    let builder = match &files.client_ca {
+    let builder = match client_ca {
         None => builder.with_no_client_auth(),
         Some(ca) => {
             let mut roots = RootCertStore::empty();

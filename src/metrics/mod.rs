@@ -10,7 +10,7 @@ mod server;
 
 pub use client::ClientMetrics;
 pub use edge::{EdgeMetrics, REFUSED_REASONS};
-pub use http::{router, serve};
+pub use http::router;
 pub use process::ProcessCollector;
 pub use server::{MAX_SERVICE_LABELS, OTHER_SERVICES, REJECTION_REASONS, ServerMetrics};
 

@@ -171,8 +171,10 @@ impl Server {
         } = self;
         cfg.validate()?;
         let tls = match &cfg.tls {
-            Some(files) => {
-                Some(edge::tls_config(files, cfg.authz.is_some()).map_err(ServeError::Tls)?)
+            Some(f) => {
+                let ca = f.client_ca.as_deref();
+                let optional = cfg.authz.is_some();
+                Some(edge::tls_config(&f.cert, &f.key, ca, optional).map_err(ServeError::Tls)?)
             }
             None => None,
         };
