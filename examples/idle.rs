@@ -10,21 +10,12 @@
 
 use std::time::Duration;
 
-fn rss(pid: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
+fn rss(pid: u32) -> Option<u64> {
+    heartbeat::procfs::ProcStats::read(pid).map(|p| p.rss)
 }
 
 /// RSS once three readings 200 ms apart agree within 256 KiB.
-async fn settled(pid: &str) -> u64 {
+async fn settled(pid: u32) -> u64 {
     let mut last = rss(pid).unwrap_or(0);
     let mut steady = 0;
     while steady < 3 {
@@ -46,9 +37,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let usage = "usage: idle ADDR N SERVER_PID";
     let addr: std::net::SocketAddr = args.next().ok_or(usage)?.parse()?;
     let n: usize = args.next().ok_or(usage)?.parse()?;
-    let pid = args.next().ok_or(usage)?;
+    let pid: u32 = args.next().ok_or(usage)?.parse()?;
     rlimit::increase_nofile_limit(u64::MAX)?;
-    let before = settled(&pid).await;
+    let before = settled(pid).await;
     let mut held = Vec::with_capacity(n);
     for _ in 0..n {
         let tcp = tokio::net::TcpStream::connect(addr).await?;
@@ -58,7 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ping.ping(h2::Ping::opaque()).await?;
         held.push((send, driver));
     }
-    let after = settled(&pid).await;
+    let after = settled(pid).await;
     let open = held.iter().filter(|(_, d)| !d.is_finished()).count();
     let per = after.saturating_sub(before) as f64 / n as f64 / 1024.0;
     println!(

@@ -24,6 +24,7 @@
 //! - [`bench`]: the `heartbeat bench` load generator.
 //! - [`validate`]: checks of every network input against SPEC §2.
 //! - [`metrics`]: Prometheus metrics of server and agent, and `/metrics`.
+//! - [`procfs`]: CPU, memory and descriptors of a process, from `/proc`.
 //! - [`codec`]: the protobuf codec, with small per-stream buffers.
 //! - [`config`]: server configuration as plain data with `validate()`.
 
@@ -39,6 +40,7 @@ pub mod liveness;
 pub mod metrics;
 pub mod pb;
 pub mod probe;
+pub mod procfs;
 pub mod server;
 pub mod validate;
 

@@ -15,24 +15,10 @@ use heartbeat::config::ServerConfig;
 use heartbeat::pb::health::v1::{HealthCheckRequest, health_client::HealthClient};
 use heartbeat::pb::heartbeat::v1::heartbeat_client::HeartbeatClient;
 use heartbeat::server::Server;
-use tokio::io::AsyncReadExt;
 use tokio::sync::oneshot;
 use tonic::Code;
 
-/// Waits until the server closes `s` (EOF or reset).
-async fn closed_by_server(mut s: tokio::net::TcpStream) {
-    let mut buf = [0u8; 256];
-    within("the server to close the connection", async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => continue,
-            }
-        }
-    })
-    .await;
-}
-
+/// Runs `heartbeat check` against `addr`; fails unless it exits 0.
 async fn check_exit(addr: &str) -> i32 {
     let mut p = Proc::spawn(&["check", "--server", addr, "--connect-timeout", "5s"]);
     let line = p.next_out().await;

@@ -8,21 +8,8 @@ use std::time::Duration;
 
 use common::*;
 use heartbeat::config::ServerConfig;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tonic::Code;
-
-async fn closed_by_server(mut s: tokio::net::TcpStream) {
-    let mut buf = [0u8; 256];
-    within("the server to close the connection", async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => continue,
-            }
-        }
-    })
-    .await;
-}
 
 #[tokio::test]
 async fn member_limit_refuses_new_identities_but_not_takeovers() {

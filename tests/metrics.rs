@@ -9,24 +9,7 @@ use std::collections::BTreeMap;
 use common::process::Proc;
 use common::*;
 use heartbeat::pb::heartbeat::v1::EventType;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
-
-/// GET `path` from `addr`; returns (status code, body).
-async fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let mut s = within("connect to metrics", tokio::net::TcpStream::connect(addr))
-        .await
-        .unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = String::new();
-    within("metrics response", s.read_to_string(&mut raw))
-        .await
-        .unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP response");
-    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (code, body.to_owned())
-}
 
 /// Parses the text exposition strictly: every sample line is
 /// `name{labels} value`, comments are HELP/TYPE/UNIT, and it ends in `# EOF`.

@@ -173,7 +173,7 @@ async fn a_full_disk_leaves_no_temp_file_keeps_the_last_snapshot_and_recovers() 
         "no temp file left behind"
     );
     assert_eq!(saved_members(&disk.0), 1, "the last good snapshot stays");
-    let scraped = scrape(&metrics).await;
+    let (_, scraped) = http_get(&metrics, "/metrics").await;
     assert!(scraped.contains("heartbeat_state_saved 0"), "{scraped}");
     assert!(
         !scraped.contains("heartbeat_state_save_failures_total 0"),
@@ -184,20 +184,12 @@ async fn a_full_disk_leaves_no_temp_file_keeps_the_last_snapshot_and_recovers() 
     p.wait_log("the recovery", |v| v["message"] == "state saved again")
         .await;
     assert_eq!(saved_members(&disk.0), 41);
-    assert!(scrape(&metrics).await.contains("heartbeat_state_saved 1"));
+    assert!(
+        http_get(&metrics, "/metrics")
+            .await
+            .1
+            .contains("heartbeat_state_saved 1")
+    );
     p.signal("-TERM");
     assert_eq!(p.wait_exit(WAIT).await.code(), Some(0));
-}
-
-async fn scrape(addr: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut out = String::new();
-    within("the scrape", s.read_to_string(&mut out))
-        .await
-        .unwrap();
-    out
 }

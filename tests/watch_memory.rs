@@ -13,21 +13,13 @@ use common::process::Proc;
 use common::*;
 use heartbeat::bench::ProcStats;
 use heartbeat::pb::heartbeat::v1::{Join, heartbeat_client::HeartbeatClient};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MEMBERS: usize = 2000;
 const PER_CONNECTION: usize = 100;
 
 async fn scrape(addr: &str, key: &str) -> f64 {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut out = String::new();
-    within("the scrape", s.read_to_string(&mut out))
-        .await
-        .unwrap();
-    out.lines()
+    let (_, body) = http_get(addr, "/metrics").await;
+    body.lines()
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0.0)
 }

@@ -18,13 +18,12 @@
 //!   service whose health flips once a second, and how long each flip took
 //!   to reach them (see `watch.rs`).
 
-mod proc_stats;
 mod run;
 mod watch;
 
 use std::time::Duration;
 
-pub use proc_stats::ProcStats;
+pub use crate::procfs::ProcStats;
 pub use run::run;
 
 /// What to run.

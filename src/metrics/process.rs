@@ -9,61 +9,35 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Unit;
 
-/// Linux reports times in clock ticks of USER_HZ, 100 on every common
-/// architecture.
-const TICKS_PER_SECOND: f64 = 100.0;
+use crate::procfs::ProcStats;
 
 /// Collects `process_*` for this process.
 #[derive(Debug, Default)]
 pub struct ProcessCollector;
 
-/// One reading of `/proc/self`.
+/// This process's figures, as the metrics report them.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Reading {
-    pub cpu_seconds: f64,
-    pub threads: i64,
-    pub start_time: f64,
-    pub virtual_bytes: i64,
-    pub resident_bytes: i64,
-    pub open_fds: i64,
-    pub max_fds: i64,
+struct Reading {
+    cpu_seconds: f64,
+    threads: i64,
+    start_time: f64,
+    virtual_bytes: i64,
+    resident_bytes: i64,
+    open_fds: i64,
+    max_fds: i64,
 }
 
-pub(crate) fn read() -> Option<Reading> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name (which may contain spaces) start at ')';
-    // field n of the line is index n - 3 here.
-    let f: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
-    let ticks = num(11)? + num(12)?;
-    let boot = std::fs::read_to_string("/proc/stat").ok()?;
-    let btime: f64 = boot
-        .lines()
-        .find_map(|l| l.strip_prefix("btime "))?
-        .trim()
-        .parse()
-        .ok()?;
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let rss_kib: i64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as i64;
-    let max_fds = rlimit::getrlimit(rlimit::Resource::NOFILE)
-        .map(|(soft, _)| i64::try_from(soft).unwrap_or(i64::MAX))
-        .unwrap_or(-1);
+fn read() -> Option<Reading> {
+    let p = ProcStats::own()?;
+    let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     Some(Reading {
-        cpu_seconds: ticks as f64 / TICKS_PER_SECOND,
-        threads: i64::try_from(num(17)?).ok()?,
-        start_time: btime + num(19)? as f64 / TICKS_PER_SECOND,
-        virtual_bytes: i64::try_from(num(20)?).ok()?,
-        resident_bytes: rss_kib * 1024,
-        open_fds,
-        max_fds,
+        cpu_seconds: p.cpu.as_secs_f64(),
+        threads: int(p.threads),
+        start_time: p.start_time()?,
+        virtual_bytes: int(p.virtual_bytes),
+        resident_bytes: int(p.rss),
+        open_fds: int(crate::procfs::open_fds()?),
+        max_fds: rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(-1, |(soft, _)| int(soft)),
     })
 }
 

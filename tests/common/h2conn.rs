@@ -48,9 +48,13 @@ impl RawH2 {
         !self.driver.is_finished()
     }
 
-    /// A gRPC call of `path` whose one request message is `message` (raw
-    /// bytes, framed here); returns `grpc-status` and `grpc-message`.
-    pub async fn grpc_call(&mut self, path: &str, message: &[u8]) -> (String, String) {
+    /// Starts a gRPC call of `path` whose one request message is `message`
+    /// (raw bytes, framed here), half-closing the request.
+    async fn start(
+        &mut self,
+        path: &str,
+        message: &[u8],
+    ) -> (h2::client::ResponseFuture, h2::SendStream<Bytes>) {
         let req = http::Request::post(format!("http://localhost{path}"))
             .header("content-type", "application/grpc")
             .header("te", "trailers")
@@ -63,6 +67,13 @@ impl RawH2 {
         framed.extend_from_slice(message);
         body.send_data(Bytes::from(framed), true)
             .expect("send data");
+        (response, body)
+    }
+
+    /// A gRPC call of `path` whose one request message is `message`;
+    /// returns `grpc-status` and `grpc-message`.
+    pub async fn grpc_call(&mut self, path: &str, message: &[u8]) -> (String, String) {
+        let (response, _body) = self.start(path, message).await;
         let response = super::within("the response", response)
             .await
             .expect("response");
@@ -97,19 +108,7 @@ impl RawH2 {
         path: &str,
         message: &[u8],
     ) -> (h2::client::ResponseFuture, h2::SendStream<Bytes>) {
-        let req = http::Request::post(format!("http://localhost{path}"))
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .body(())
-            .unwrap();
-        let mut send = self.send.clone().ready().await.expect("ready");
-        let (response, mut body) = send.send_request(req, false).expect("send request");
-        let mut framed = vec![0u8];
-        framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
-        framed.extend_from_slice(message);
-        body.send_data(Bytes::from(framed), true)
-            .expect("send data");
-        (response, body)
+        self.start(path, message).await
     }
 
     /// A POST of `path` with `content_type`; returns the response head.

@@ -500,3 +500,35 @@ pub fn fast() -> ServerConfig {
         ..quick_drain()
     }
 }
+
+/// Waits until the server closes `s` (EOF or reset).
+pub async fn closed_by_server(mut s: tokio::net::TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 256];
+    within("the server to close the connection", async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+}
+
+/// GET `path` from `addr` over HTTP/1.1; returns (status code, body).
+pub async fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = within("connect over HTTP", tokio::net::TcpStream::connect(addr))
+        .await
+        .unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = String::new();
+    within("the HTTP response", s.read_to_string(&mut raw))
+        .await
+        .unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP response");
+    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (code, body.to_owned())
+}
