@@ -18,6 +18,7 @@
 //!   service whose health flips once a second, and how long each flip took
 //!   to reach them (see `watch.rs`).
 
+mod member;
 mod run;
 mod watch;
 
