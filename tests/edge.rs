@@ -46,10 +46,15 @@ async fn six_hundred_idle_connections_do_not_lock_out_a_server_limited_to_512_de
     );
     let addr = server.logged_addr("listening").await;
     let sock = addr.parse().unwrap();
+    // Each newcomer past the limit evicts the longest-idle one; one that
+    // arrives while many closes are still under way may be refused instead.
     let mut held = Vec::new();
     for _ in 0..600 {
-        held.push(raw_h2(sock).await);
+        if let Ok(c) = try_raw_h2(sock, 65_535).await {
+            held.push(c);
+        }
     }
+    assert!(held.len() >= 550, "most got in: {}", held.len());
     let open = held.iter().filter(|c| c.is_open()).count();
     assert!(
         open < 512,
@@ -69,7 +74,9 @@ async fn six_hundred_idle_connections_do_not_lock_out_a_server_limited_to_512_de
     let mut client = heartbeat_client(&addr).await;
     let (mut beat, _) = Beat::join(&mut client, "web", "a").await;
     for _ in 0..50 {
-        held.push(raw_h2(sock).await);
+        if let Ok(c) = try_raw_h2(sock, 65_535).await {
+            held.push(c);
+        }
     }
     beat.ping(1).await;
     drop(held);

@@ -22,19 +22,29 @@ pub async fn raw_h2(addr: SocketAddr) -> RawH2 {
 /// [`raw_h2`] with `window` bytes of flow-control window per stream (and
 /// for the connection): how much the server may send before it must wait.
 pub async fn raw_h2_window(addr: SocketAddr, window: u32) -> RawH2 {
-    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    try_raw_h2(addr, window)
+        .await
+        .unwrap_or_else(|e| panic!("an HTTP/2 connection to {addr}: {e}"))
+}
+
+/// [`raw_h2_window`], with an error instead of a panic when the server
+/// closes the connection (at its connection limit, say).
+pub async fn try_raw_h2(addr: SocketAddr, window: u32) -> Result<RawH2, String> {
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
     let (send, mut conn) = h2::client::Builder::new()
         .initial_window_size(window)
         .initial_connection_window_size(window.max(65_535))
         .handshake(tcp)
         .await
-        .expect("h2 handshake");
+        .map_err(|e| format!("handshake: {e}"))?;
     let mut ping = conn.ping_pong().expect("ping_pong taken once");
     let driver = tokio::spawn(conn);
     super::within("the server's PONG", ping.ping(h2::Ping::opaque()))
         .await
-        .expect("the server answers PING");
-    RawH2 { send, driver }
+        .map_err(|e| format!("PING: {e}"))?;
+    Ok(RawH2 { send, driver })
 }
 
 impl RawH2 {

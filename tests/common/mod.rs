@@ -7,7 +7,7 @@ pub mod process;
 pub mod proxy;
 
 #[allow(unused_imports)]
-pub use h2conn::{GrpcReader, raw_h2, raw_h2_window};
+pub use h2conn::{GrpcReader, raw_h2, raw_h2_window, try_raw_h2};
 
 use std::future::Future;
 use std::net::SocketAddr;
