@@ -148,6 +148,50 @@ pub fn member_status(field: &str, value: i32) -> Result<Status, Invalid> {
     }
 }
 
+/// `Join.endpoint` (SPEC §2): empty means none; otherwise `host:port` with
+/// an IPv4 address, a bracketed IPv6 address or a DNS name (at most 253
+/// characters, labels of 1–63 letters, digits and inner hyphens) and a port
+/// of 1–65535.
+pub fn endpoint(field: &str, value: &str) -> Result<Option<String>, Invalid> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let bad = |why: &str| Err(invalid(field, format!("{value:?}: {why}")));
+    let Some((host, port)) = value.rsplit_once(':') else {
+        return bad("not host:port");
+    };
+    if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return bad("the port is not a number");
+    }
+    if !matches!(port.parse::<u32>(), Ok(1..=65_535)) {
+        return bad("the port is not in 1-65535");
+    }
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        if v6.parse::<std::net::Ipv6Addr>().is_err() {
+            return bad("not an IPv6 address in brackets");
+        }
+    } else if host.contains(':') {
+        return bad("an IPv6 address must be in brackets");
+    } else if host.parse::<std::net::Ipv4Addr>().is_err() && !is_dns_name(host) {
+        return bad("the host is not an IPv4 address or a DNS name");
+    }
+    Ok(Some(value.to_owned()))
+}
+
+fn is_dns_name(host: &str) -> bool {
+    let name = host.strip_suffix('.').unwrap_or(host);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+        // A name of digits and dots only is a malformed IPv4 address.
+        && !name.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+}
+
 /// A service filter of ListMembers / WatchMembers: empty means all.
 pub fn service_filter(field: &str, value: &str) -> Result<Option<String>, Invalid> {
     if value.is_empty() {
@@ -161,6 +205,8 @@ pub fn service_filter(field: &str, value: &str) -> Result<Option<String>, Invali
 pub fn join(join: pb::Join) -> Result<JoinRequest, Invalid> {
     service("join.service", &join.service)?;
     instance("join.instance", &join.instance)?;
+    // Checked now; carried into the member table with discovery (SPEC §8).
+    endpoint("join.endpoint", &join.endpoint)?;
     Ok(JoinRequest {
         interval: duration("join.interval", join.interval)?,
         timeout: duration("join.timeout", join.timeout)?,
@@ -174,6 +220,45 @@ pub fn join(join: pb::Join) -> Result<JoinRequest, Invalid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoint_table() {
+        let long = format!("{}.example", "a".repeat(250));
+        let label64 = format!("{}.example:80", "a".repeat(64));
+        for ok in [
+            "10.0.0.7:8080",
+            "[::1]:443",
+            "[2001:db8::1]:1",
+            "web-1.default.svc.cluster.local:65535",
+            "localhost:80",
+            "host.:80",
+        ] {
+            assert_eq!(endpoint("e", ok), Ok(Some(ok.to_owned())), "{ok}");
+        }
+        assert_eq!(endpoint("e", ""), Ok(None));
+        for bad in [
+            "host",
+            ":80",
+            "host:",
+            "host:0",
+            "host:65536",
+            "host:8o",
+            "::1:80",
+            "[::1]",
+            "[zz]:80",
+            "a b:80",
+            "-a:80",
+            "a-:80",
+            "a..b:80",
+            "300.1.1.1:80",
+            "10.0.0:80",
+            &format!("{long}:80"),
+            &label64,
+        ] {
+            let e = endpoint("join.endpoint", bad).unwrap_err();
+            assert_eq!(e.field, "join.endpoint", "{bad}");
+        }
+    }
 
     #[test]
     fn names() {

@@ -149,6 +149,13 @@ async fn invalid_joins_name_the_field_and_change_nothing() {
         ),
         (
             Join {
+                endpoint: "::1:80".into(),
+                ..join("web", "a", &[])
+            },
+            "join.endpoint",
+        ),
+        (
+            Join {
                 interval: Some(prost_types::Duration {
                     seconds: -1,
                     nanos: 0,
