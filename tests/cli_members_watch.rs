@@ -192,9 +192,7 @@ async fn watch_text_lines() {
 async fn members_and_watch_exit_quietly_when_the_reader_goes_away() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
-    let labels: std::collections::HashMap<String, String> = (0..32)
-        .map(|i| (format!("label-{i:02}"), "v".repeat(40)))
-        .collect();
+    let labels = big_labels();
     let mut beats = Vec::new();
     for i in 0..100 {
         let join = heartbeat::pb::heartbeat::v1::Join {

@@ -72,21 +72,9 @@ async fn scrape(addr: &str) -> Scrape {
 
 #[tokio::test]
 async fn server_metrics_follow_join_death_leave_and_rejections() {
-    let mut p = Proc::spawn(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--metrics-listen",
-        "127.0.0.1:0",
-        "--log-format",
-        "json",
-        "--default-interval",
-        "100ms",
-        "--default-timeout",
-        "300ms",
-    ]);
-    let grpc = p.logged_addr("listening").await;
-    let metrics = p.logged_addr("metrics listening").await;
+    let (p, grpc, metrics) =
+        Proc::serve_with_metrics(&["--default-interval", "100ms", "--default-timeout", "300ms"])
+            .await;
     let mut client = heartbeat::pb::heartbeat::v1::heartbeat_client::HeartbeatClient::new(
         connect_addr(&grpc).await,
     );

@@ -167,9 +167,7 @@ async fn a_lazy_snapshot_of_a_changing_table_adds_up_to_the_table() {
     })
     .await;
     let mut client = server.client().await;
-    let labels: std::collections::HashMap<String, String> = (0..32)
-        .map(|i| (format!("label-{i:02}"), "v".repeat(40)))
-        .collect();
+    let labels = big_labels();
     let join = |instance: String| heartbeat::pb::heartbeat::v1::Join {
         service: "big".into(),
         instance,

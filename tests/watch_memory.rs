@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use common::process::Proc;
@@ -59,26 +58,11 @@ async fn watchers_that_never_read_cost_their_position_not_the_table() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100);
-    let mut server = Proc::spawn(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--metrics-listen",
-        "127.0.0.1:0",
-        "--log-format",
-        "json",
-        "--max-join-rate",
-        "100000",
-        "--drain",
-        "100ms",
-    ]);
-    let addr = server.logged_addr("listening").await;
-    let metrics = server.logged_addr("metrics listening").await;
+    let (server, addr, metrics) =
+        Proc::serve_with_metrics(&["--max-join-rate", "100000", "--drain", "100ms"]).await;
     let pid = server.pid();
     let mut client = HeartbeatClient::new(connect_addr(&addr).await);
-    let labels: HashMap<String, String> = (0..32)
-        .map(|i| (format!("label-{i:02}"), "v".repeat(40)))
-        .collect();
+    let labels = big_labels();
     let mut members = Vec::with_capacity(MEMBERS);
     for i in 0..MEMBERS {
         let join = Join {

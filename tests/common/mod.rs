@@ -532,3 +532,11 @@ pub async fn http_get(addr: &str, path: &str) -> (u16, String) {
     let code = head.split(' ').nth(1).unwrap().parse().unwrap();
     (code, body.to_owned())
 }
+
+/// 32 labels of 40-byte values: the most a member may carry, for tests of
+/// large tables.
+pub fn big_labels() -> std::collections::HashMap<String, String> {
+    (0..32)
+        .map(|i| (format!("label-{i:02}"), "v".repeat(40)))
+        .collect()
+}

@@ -86,6 +86,26 @@ impl Proc {
         Self::spawn_env(&args, &[("RUST_LOG", "heartbeat=debug")])
     }
 
+    /// `heartbeat serve` on 127.0.0.1:0 with `--metrics-listen` on
+    /// 127.0.0.1:0, JSON logs and `extra` flags; returns it with its gRPC and
+    /// metrics addresses.
+    pub async fn serve_with_metrics(extra: &[&str]) -> (Self, String, String) {
+        let mut args = vec![
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        let mut p = Self::spawn(&args);
+        let grpc = p.logged_addr("listening").await;
+        let metrics = p.logged_addr("metrics listening").await;
+        (p, grpc, metrics)
+    }
+
     /// Waits for a JSON log line matching `pred`; returns it.
     pub async fn wait_log(
         &mut self,
