@@ -8,13 +8,16 @@
 //! waits for the server's SETTINGS. gRPC clients (tonic included) send
 //! requests before that SETTINGS arrives, so the probe first exchanges the
 //! preface on a short-lived connection of its own, then makes the call.
+//! Over TLS the handshake itself is that proof: a peer that accepts TCP and
+//! stays silent never completes it within the connect timeout.
 
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tonic::Code;
-use tonic::transport::Endpoint;
+
+use crate::client::{Dial, status_text};
 
 use crate::pb::health::v1::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -84,25 +87,26 @@ async fn speaks_http2(authority: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Probes `service` at `url` (`http://host:port`).
+/// Probes `service` at `url` (`http://host:port`, or `https://` with TLS
+/// settings in `dial`).
 pub async fn check(
+    dial: &Dial,
     url: &str,
     service: &str,
     connect_timeout: Duration,
     rpc_timeout: Duration,
 ) -> Outcome {
-    let endpoint = match Endpoint::from_shared(url.to_owned()) {
-        Ok(e) => e.connect_timeout(connect_timeout),
+    let authority = match url.parse::<http::Uri>() {
+        Ok(uri) => uri.authority().map(|a| a.to_string()).unwrap_or_default(),
         Err(e) => return Outcome::ConnectFailed(e.to_string()),
     };
-    let authority = endpoint
-        .uri()
-        .authority()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
     let connect = async {
-        speaks_http2(&authority).await?;
-        endpoint.connect().await.map_err(|e| e.to_string())
+        if !dial.is_tls() {
+            speaks_http2(&authority).await?;
+        }
+        dial.channel(url, connect_timeout)
+            .await
+            .map_err(|e| e.cause)
     };
     let channel = match tokio::time::timeout(connect_timeout, connect).await {
         Ok(Ok(c)) => c,
@@ -114,7 +118,7 @@ pub async fn check(
             ));
         }
     };
-    let mut request = tonic::Request::new(HealthCheckRequest {
+    let mut request = dial.request(HealthCheckRequest {
         service: service.to_owned(),
     });
     request.set_timeout(rpc_timeout);
@@ -122,11 +126,18 @@ pub async fn check(
     let call = client.check(request);
     match tokio::time::timeout(rpc_timeout, call).await {
         Err(_) => Outcome::RpcFailed(Code::DeadlineExceeded, "timeout".into()),
-        Ok(Err(s)) => Outcome::RpcFailed(s.code(), s.message().to_owned()),
+        Ok(Err(s)) => Outcome::RpcFailed(s.code(), rpc_message(&s)),
         Ok(Ok(r)) => match ServingStatus::try_from(r.into_inner().status) {
             Ok(ServingStatus::Serving) => Outcome::Serving,
             Ok(other) => Outcome::NotServing(other.as_str_name().to_owned()),
             Err(_) => Outcome::NotServing("an unknown status".into()),
         },
     }
+}
+
+/// The message of a failed call, with its transport cause if any.
+fn rpc_message(s: &tonic::Status) -> String {
+    let text = status_text(s);
+    let code = format!("{:?}: ", s.code());
+    text.strip_prefix(&code).map(str::to_owned).unwrap_or(text)
 }

@@ -11,18 +11,7 @@ use heartbeat::pb::heartbeat::v1::MemberStatus;
 async fn check_cmd(args: &[&str]) -> (i32, String) {
     let mut full = vec!["check"];
     full.extend_from_slice(args);
-    let mut p = Proc::spawn(&full);
-    let mut text = String::new();
-    while let Some(line) = p.out.recv().await {
-        text.push_str(&line);
-        text.push('\n');
-    }
-    while let Some(line) = p.logs.recv().await {
-        text.push_str(&line);
-        text.push('\n');
-    }
-    let code = p.wait_exit(WAIT).await.code().expect("exit code");
-    (code, text)
+    Proc::run(&full).await
 }
 
 #[tokio::test]

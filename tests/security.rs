@@ -9,53 +9,16 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::pki::{Pki, pki};
 use common::*;
 use heartbeat::authz::{Authz, sha256_hex};
 use heartbeat::client::{Client, ClientConfig, ClientState, ClientTls};
 use heartbeat::config::{ServerConfig, TlsFiles};
 use heartbeat::pb::health::v1::{HealthCheckRequest, health_client::HealthClient};
 use heartbeat::pb::heartbeat::v1::{ListMembersRequest, heartbeat_client::HeartbeatClient};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
 use tokio::sync::oneshot;
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
-
-struct Pki {
-    ca: String,
-    server: (String, String),
-    orders: (String, String),
-    web: (String, String),
-}
-
-fn leaf(issuer: &CertifiedIssuer<'_, KeyPair>, sans: Vec<SanType>) -> (String, String) {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.subject_alt_names = sans;
-    let cert = params.signed_by(&key, issuer).unwrap();
-    (cert.pem(), key.serialize_pem())
-}
-
-fn pki() -> Pki {
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
-    let dns = |s: &str| SanType::DnsName(s.try_into().unwrap());
-    Pki {
-        ca: ca.pem(),
-        server: leaf(
-            &ca,
-            vec![
-                dns("localhost"),
-                SanType::IpAddress("127.0.0.1".parse().unwrap()),
-            ],
-        ),
-        orders: leaf(&ca, vec![dns("orders-agent")]),
-        web: leaf(
-            &ca,
-            vec![SanType::URI("spiffe://test/web".try_into().unwrap())],
-        ),
-    }
-}
 
 const TOKEN: &str = "batch-token-123";
 
@@ -142,6 +105,7 @@ fn member(
     cfg.tls = Some(ClientTls {
         ca: pki.ca.clone().into_bytes(),
         identity: identity.map(|(c, k)| (c.clone().into_bytes(), k.clone().into_bytes())),
+        server_name: None,
     });
     cfg.token = token.map(str::to_owned);
     Client::spawn(cfg).unwrap()
@@ -222,13 +186,7 @@ async fn reads_follow_the_read_rule_and_plaintext_is_refused() {
         .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
     // A certificate from another CA is refused in the handshake.
-    let mut other = CertificateParams::new(Vec::<String>::new()).unwrap();
-    other.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let other = CertifiedIssuer::self_signed(other, KeyPair::generate().unwrap()).unwrap();
-    let stranger = leaf(
-        &other,
-        vec![SanType::DnsName("orders-agent".try_into().unwrap())],
-    );
+    let stranger = common::pki::pki().orders;
     let refused = match tls_channel(server.addr, &pki, Some(&stranger)).await {
         Err(_) => true,
         Ok(ch) => HeartbeatClient::new(ch)

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
-use crate::client::server_url;
+use crate::client::{Dial, server_url};
 use crate::probe;
 
 /// What to check.
@@ -43,7 +43,7 @@ impl LocalCheck {
     pub async fn run(&self, timeout: Duration) -> Result<(), String> {
         match self {
             LocalCheck::Grpc { url, service } => {
-                match probe::check(url, service, timeout, timeout).await {
+                match probe::check(&Dial::default(), url, service, timeout, timeout).await {
                     probe::Outcome::Serving => Ok(()),
                     other => Err(other.line(url, service)),
                 }

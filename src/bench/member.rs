@@ -48,6 +48,7 @@ pub(super) enum Joined {
 
 pub(super) struct Member {
     pub(super) channel: Channel,
+    pub(super) dial: crate::client::Dial,
     pub(super) instance: String,
     pub(super) hangs: bool,
     pub(super) cfg: BenchConfig,
@@ -119,7 +120,10 @@ impl Member {
         });
         let mut client = HeartbeatClient::new(self.channel.clone());
         let refused = |s: &tonic::Status| s.code() == Code::ResourceExhausted;
-        let mut responses = match client.beat(ReceiverStream::new(rx)).await {
+        let mut responses = match client
+            .beat(self.dial.request(ReceiverStream::new(rx)))
+            .await
+        {
             Ok(resp) => resp.into_inner(),
             Err(s) if refused(&s) => return Err(NotWelcomed::Refused),
             Err(_) => return Err(NotWelcomed::Failed),

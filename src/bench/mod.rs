@@ -30,8 +30,12 @@ pub use run::run;
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
-    /// Server URL (`http://host:port`).
+    /// Server URL (`http://host:port`, or `https://` with `tls`).
     pub url: String,
+    /// TLS towards the server.
+    pub tls: Option<crate::client::ClientTls>,
+    /// Bearer token sent with every call.
+    pub token: Option<String>,
     /// Service name the members join as.
     pub service: String,
     /// Members.

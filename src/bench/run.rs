@@ -8,7 +8,8 @@ use hdrhistogram::Histogram;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Endpoint;
+
+use crate::client::Dial;
 
 use super::member::{Joined, LEAVE_WITHIN, Member, Stats};
 use super::watch::Fanout;
@@ -28,17 +29,11 @@ pub async fn run(cfg: BenchConfig) -> Result<Report, String> {
         return Err("--hung must be a fraction in [0, 1]".into());
     }
     let before = cfg.server_pid.and_then(ProcStats::read);
+    let dial = Dial::new(cfg.tls.clone(), cfg.token.as_deref())?;
     let mut channels = Vec::with_capacity(cfg.connections);
     for _ in 0..cfg.connections.min(cfg.members) {
-        let ep = Endpoint::from_shared(cfg.url.clone())
-            .map_err(|e| e.to_string())?
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(5));
-        channels.push(
-            ep.connect()
-                .await
-                .map_err(|e| format!("connect {}: {e}", cfg.url))?,
-        );
+        let channel = dial.channel(&cfg.url, Duration::from_secs(5)).await;
+        channels.push(channel.map_err(|e| e.to_string())?);
     }
     let stats = Arc::new(Stats {
         rtt: Mutex::new(histogram()),
@@ -58,6 +53,7 @@ pub async fn run(cfg: BenchConfig) -> Result<Report, String> {
     for i in 0..cfg.members {
         let member = Member {
             channel: channels[i % channels.len()].clone(),
+            dial: dial.clone(),
             instance: format!("bench-{i:06}"),
             hangs: i < hung,
             cfg: cfg.clone(),
@@ -99,6 +95,7 @@ pub async fn run(cfg: BenchConfig) -> Result<Report, String> {
     let fanout = if cfg.watchers > 0 {
         let f = Fanout::start(
             &channels,
+            &dial,
             &cfg.service,
             cfg.watchers,
             cfg.interval,

@@ -15,6 +15,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
+use crate::client::Dial;
+
 use crate::pb::health::v1::health_check_response::ServingStatus;
 use crate::pb::health::v1::{HealthCheckRequest, health_client::HealthClient};
 use crate::pb::heartbeat::v1::{
@@ -55,6 +57,7 @@ impl Fanout {
     /// `channels`; returns once every watcher has seen SERVING.
     pub(super) async fn start(
         channels: &[Channel],
+        dial: &Dial,
         service: &str,
         watchers: usize,
         interval: Duration,
@@ -70,6 +73,7 @@ impl Fanout {
         let (toggle, toggles) = mpsc::channel(1);
         flipper(
             channels[0].clone(),
+            dial,
             &name,
             interval,
             flip.clone(),
@@ -88,7 +92,7 @@ impl Fanout {
         };
         for i in 0..watchers {
             let channel = channels[i % channels.len()].clone();
-            tokio::spawn(me.watcher(channel, name.clone()));
+            tokio::spawn(me.watcher(channel, dial.clone(), name.clone()));
         }
         let all = async {
             while me.ready.load(Ordering::Relaxed) < watchers {
@@ -106,7 +110,12 @@ impl Fanout {
         Ok(me)
     }
 
-    fn watcher(&self, channel: Channel, name: String) -> impl Future<Output = ()> + use<> {
+    fn watcher(
+        &self,
+        channel: Channel,
+        dial: Dial,
+        name: String,
+    ) -> impl Future<Output = ()> + use<> {
         let (flip, latency, deliveries, ready, stop) = (
             self.flip.clone(),
             self.latency.clone(),
@@ -116,7 +125,7 @@ impl Fanout {
         );
         async move {
             let mut client = HealthClient::new(channel);
-            let req = HealthCheckRequest { service: name };
+            let req = dial.request(HealthCheckRequest { service: name });
             let Ok(resp) = client.watch(req).await else {
                 return;
             };
@@ -181,6 +190,7 @@ impl Fanout {
 /// toggling its status (and so the service's health) on each `toggles`.
 async fn flipper(
     channel: Channel,
+    dial: &Dial,
     name: &str,
     interval: Duration,
     flip: Arc<Mutex<Flip>>,
@@ -201,7 +211,7 @@ async fn flipper(
     });
     let mut client = HeartbeatClient::new(channel);
     let mut responses = client
-        .beat(ReceiverStream::new(rx))
+        .beat(dial.request(ReceiverStream::new(rx)))
         .await
         .map_err(|s| format!("flipper join: {s}"))?
         .into_inner();

@@ -59,25 +59,11 @@ pub struct BeatArgs {
     /// How long one run of the local check may take.
     #[arg(long, env = "HEARTBEAT_CHECK_TIMEOUT", value_parser = duration, default_value = "1s")]
     check_timeout: Duration,
-    /// CA (PEM) the server's certificate must chain to; turns on TLS (host:port means https).
-    #[arg(long, env = "HEARTBEAT_TLS_CA")]
-    tls_ca: Option<std::path::PathBuf>,
-    /// Client certificate (PEM) for mTLS.
-    #[arg(long, env = "HEARTBEAT_TLS_CERT", requires_all = ["tls_key", "tls_ca"])]
-    tls_cert: Option<std::path::PathBuf>,
-    /// Client key (PEM) for mTLS.
-    #[arg(long, env = "HEARTBEAT_TLS_KEY", requires = "tls_cert")]
-    tls_key: Option<std::path::PathBuf>,
-    /// File holding a bearer token sent with every Beat.
-    #[arg(long, env = "HEARTBEAT_TOKEN_FILE")]
-    token_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    connect: super::connect::ConnectArgs,
     /// Log format.
     #[arg(long, env = "HEARTBEAT_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
-}
-
-fn read(flag: &str, path: &std::path::Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("{flag} {}: {e}", path.display()))
 }
 
 fn label(s: &str) -> Result<(String, String), String> {
@@ -94,21 +80,8 @@ impl BeatArgs {
         client.interval = self.interval;
         client.timeout = self.timeout;
         client.labels = self.labels.iter().cloned().collect();
-        if let Some(ca) = &self.tls_ca {
-            let identity = match (&self.tls_cert, &self.tls_key) {
-                (Some(c), Some(k)) => Some((read("--tls-cert", c)?, read("--tls-key", k)?)),
-                _ => None,
-            };
-            client.tls = Some(heartbeat::client::ClientTls {
-                ca: read("--tls-ca", ca)?,
-                identity,
-            });
-        }
-        if let Some(path) = &self.token_file {
-            let token = String::from_utf8(read("--token-file", path)?)
-                .map_err(|_| format!("--token-file {}: not UTF-8", path.display()))?;
-            client.token = Some(token.trim().to_owned());
-        }
+        client.tls = self.connect.tls()?;
+        client.token = self.connect.token()?;
         let check = match (&self.check_grpc, &self.check_tcp, &self.check_exec) {
             (Some(g), _, _) => Some(LocalCheck::grpc(g).map_err(|e| format!("--check-grpc: {e}"))?),
             (_, Some(t), _) => Some(LocalCheck::Tcp(t.clone())),

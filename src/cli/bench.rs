@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use clap::Args;
 use heartbeat::bench::{self, BenchConfig};
-use heartbeat::client::server_url;
 
 use super::{duration, output};
 
@@ -54,20 +53,28 @@ pub struct BenchArgs {
     /// No progress line.
     #[arg(long)]
     quiet: bool,
+    #[command(flatten)]
+    connect: super::connect::ConnectArgs,
 }
 
 /// Exit codes: 0 done, 1 bad arguments or no member joined, 2 not every
 /// member joined (without `--allow-partial`).
 pub(crate) fn main(args: BenchArgs) -> ExitCode {
-    let url = match server_url(&args.server) {
-        Ok(u) => u,
+    let settings = args
+        .connect
+        .target(&args.server)
+        .and_then(|(_, url)| Ok((url, args.connect.tls()?, args.connect.token()?)));
+    let (url, tls, token) = match settings {
+        Ok(s) => s,
         Err(e) => {
-            eprintln!("error: --server: {e}");
+            eprintln!("error: {e}");
             return ExitCode::from(1);
         }
     };
     let cfg = BenchConfig {
         url,
+        tls,
+        token,
         service: args.service,
         members: args.members,
         connections: args.connections,

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use heartbeat::client::server_url;
 use heartbeat::probe;
 
 use super::{duration, output};
@@ -26,17 +25,20 @@ pub struct CheckArgs {
     /// Bound on the Check call.
     #[arg(long, env = "HEARTBEAT_RPC_TIMEOUT", value_parser = duration, default_value = "1s")]
     rpc_timeout: Duration,
+    #[command(flatten)]
+    connect: super::connect::ConnectArgs,
 }
 
 pub(crate) fn main(args: CheckArgs) -> ExitCode {
-    let url = match server_url(&args.server) {
-        Ok(u) => u,
+    let (dial, url) = match args.connect.target(&args.server) {
+        Ok(t) => t,
         Err(e) => {
-            eprintln!("error: --server: {e}");
+            eprintln!("error: {e}");
             return ExitCode::from(1);
         }
     };
     let outcome = super::runtime(probe::check(
+        &dial,
         &url,
         &args.service,
         args.connect_timeout,

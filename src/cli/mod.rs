@@ -5,6 +5,8 @@
 mod beat;
 mod bench;
 mod check;
+mod connect;
+mod filter;
 mod logging;
 mod members;
 mod output;

@@ -1,5 +1,7 @@
-//! How members and events look on a terminal and as JSON lines: short enum
-//! names (ALIVE, JOINED, …), durations as humantime, times as RFC 3339.
+//! How members and events look on a terminal and as JSON lines: one
+//! spelling of states everywhere (ALIVE, JOINED, …, as the server's logs
+//! and SPEC write them), ages as kubectl writes them (`3.2s`, `4m12s`),
+//! times as RFC 3339 in UTC.
 
 use std::time::{Duration, SystemTime};
 
@@ -47,6 +49,22 @@ fn duration(d: &Option<prost_types::Duration>) -> String {
         .map_or_else(|| "-".into(), |d| humantime::format_duration(d).to_string())
 }
 
+/// A duration the way kubectl prints ages: two units at most, and a
+/// tenth of a second under ten seconds (`250ms`, `3.2s`, `27s`, `4m12s`,
+/// `2h5m`, `3d4h`).
+pub(crate) fn human(d: Duration) -> String {
+    let ms = d.as_millis() as u64;
+    let s = d.as_secs();
+    match s {
+        0 => format!("{ms}ms"),
+        1..=9 => format!("{}.{}s", s, (ms % 1000) / 100),
+        10..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{}s", s / 60, s % 60),
+        3600..=86_399 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
 /// Time since `last_seen`, rounded to milliseconds.
 fn ago(m: &Member, now: SystemTime) -> Option<Duration> {
     let seen = system_time(&m.last_seen)?;
@@ -89,9 +107,7 @@ pub(crate) fn member_table(members: &[Member], now: SystemTime) -> String {
         "LABELS".into(),
     ]];
     for m in members {
-        let seen = ago(m, now).map_or("-".into(), |d| {
-            format!("{} ago", humantime::format_duration(d))
-        });
+        let seen = ago(m, now).map_or("-".into(), |d| format!("{} ago", human(d)));
         rows.push([
             m.service.clone(),
             m.instance.clone(),
@@ -118,23 +134,24 @@ pub(crate) fn member_table(members: &[Member], now: SystemTime) -> String {
     out
 }
 
-/// One event as a JSON object.
-pub(crate) fn event_json(e: &MemberEvent) -> Value {
-    let mut v = json!({ "revision": e.revision, "type": event_type(e) });
-    if let Some(m) = &e.member {
-        let now = SystemTime::now();
-        if let (Value::Object(o), Value::Object(member)) = (&mut v, member_json(m, now)) {
-            o.extend(member);
-        }
+/// One event as a JSON object; `time` is when it arrived.
+pub(crate) fn event_json(e: &MemberEvent, now: SystemTime) -> Value {
+    let time = humantime::format_rfc3339_millis(now).to_string();
+    let mut v = json!({ "time": time, "revision": e.revision, "type": event_type(e) });
+    if let Some(m) = &e.member
+        && let (Value::Object(o), Value::Object(member)) = (&mut v, member_json(m, now))
+    {
+        o.extend(member);
     }
     v
 }
 
-/// One event as a line of text.
-pub(crate) fn event_line(e: &MemberEvent) -> String {
+/// One event as a line of text, stamped with when it arrived.
+pub(crate) fn event_line(e: &MemberEvent, now: SystemTime) -> String {
+    let time = humantime::format_rfc3339_millis(now);
     match &e.member {
         Some(m) => format!(
-            "{} {} {}/{} {} {} session={}",
+            "{time} {} {} {}/{} {} {} session={}",
             e.revision,
             event_type(e),
             m.service,
@@ -143,6 +160,22 @@ pub(crate) fn event_line(e: &MemberEvent) -> String {
             status(m),
             m.session
         ),
-        None => format!("{} {}", e.revision, event_type(e)),
+        None => format!("{time} {} {}", e.revision, event_type(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_like_kubectl() {
+        let ms = Duration::from_millis;
+        assert_eq!(human(ms(250)), "250ms");
+        assert_eq!(human(ms(3_240)), "3.2s");
+        assert_eq!(human(ms(27_974)), "27s");
+        assert_eq!(human(ms(252_000)), "4m12s");
+        assert_eq!(human(ms(7_500_000)), "2h5m");
+        assert_eq!(human(ms(273_600_000)), "3d4h");
     }
 }

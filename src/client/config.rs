@@ -47,6 +47,9 @@ pub struct ClientTls {
     pub ca: Vec<u8>,
     /// Client certificate chain and key, for mTLS.
     pub identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// The name the server's certificate must carry, when it is not the
+    /// URL's host (e.g. dialling an IP address).
+    pub server_name: Option<String>,
 }
 
 /// Timeout assumed before any Welcome told the agreed one (the server default).
@@ -122,11 +125,7 @@ impl ClientConfig {
         for server in &mut self.servers {
             *server = server_url_with(server, self.tls.is_some()).map_err(err)?;
         }
-        if let Some(t) = &self.token
-            && (t.is_empty() || t.contains(['\r', '\n']))
-        {
-            return Err(err("token must be one non-empty line".into()));
-        }
+        super::Dial::new(self.tls.clone(), self.token.as_deref()).map_err(err)?;
         validate::service("service", &self.service).map_err(|e| err(e.to_string()))?;
         validate::instance("instance", &self.instance).map_err(|e| err(e.to_string()))?;
         let labels = self.labels.clone().into_iter().collect();

@@ -25,6 +25,7 @@
 
 mod backoff;
 mod config;
+mod dial;
 mod reconnect;
 mod session;
 mod state;
@@ -39,6 +40,7 @@ pub use config::{
     ClientConfig, ClientConfigError, ClientTls, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, server_url,
     server_url_with,
 };
+pub use dial::{Dial, DialError, chain, status_text};
 pub use state::{ClientState, ClientStatus};
 
 use crate::liveness::Status;
@@ -74,6 +76,7 @@ impl Client {
     /// Validates `cfg` and starts the member on the current Tokio runtime.
     pub fn spawn(mut cfg: ClientConfig) -> Result<Self, ClientConfigError> {
         cfg.validate()?;
+        let dial = Dial::new(cfg.tls.clone(), cfg.token.as_deref()).map_err(ClientConfigError)?;
         let (status_tx, status) = watch::channel(ClientStatus {
             state: ClientState::Connecting,
             session: None,
@@ -99,7 +102,7 @@ impl Client {
                 }
             });
         }
-        let task = tokio::spawn(reconnect::run(cfg, status_tx, member_rx, commands_rx));
+        let task = tokio::spawn(reconnect::run(cfg, dial, status_tx, member_rx, commands_rx));
         Ok(Self {
             status,
             member_status,

@@ -35,6 +35,7 @@ use crate::liveness::Status;
 
 pub(crate) async fn run(
     cfg: ClientConfig,
+    dial: super::Dial,
     status: watch::Sender<ClientStatus>,
     mut member_status: watch::Receiver<Status>,
     mut commands: mpsc::Receiver<Command>,
@@ -42,6 +43,7 @@ pub(crate) async fn run(
     let mut next = 0usize;
     let mut ctx = Ctx {
         cfg: &cfg,
+        dial: &dial,
         status: &status,
         member_status: &mut member_status,
         commands: &mut commands,

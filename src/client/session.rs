@@ -16,11 +16,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity as TlsIdentity};
 use tracing::debug;
 
 use super::LeaveError;
-use super::config::{ClientConfig, ClientTls};
+use super::config::ClientConfig;
 use super::state::{ClientState, ClientStatus};
 use crate::liveness::Status;
 use crate::liveness::timing::client_interval;
@@ -55,6 +54,7 @@ pub(crate) enum End {
 /// What a session shares with the reconnect loop.
 pub(crate) struct Ctx<'a> {
     pub cfg: &'a ClientConfig,
+    pub dial: &'a super::Dial,
     pub status: &'a watch::Sender<ClientStatus>,
     pub member_status: &'a mut watch::Receiver<Status>,
     pub commands: &'a mut mpsc::Receiver<Command>,
@@ -69,34 +69,13 @@ fn member_status(s: Status) -> i32 {
     }
 }
 
-async fn connect(url: &str, wait: Duration, tls: Option<&ClientTls>) -> Result<Channel, String> {
-    let mut endpoint = Endpoint::from_shared(url.to_owned())
-        .map_err(|e| e.to_string())?
-        .connect_timeout(wait)
-        .tcp_nodelay(true);
-    if let Some(tls) = tls {
-        let mut cfg = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca));
-        if let Some((cert, key)) = &tls.identity {
-            cfg = cfg.identity(TlsIdentity::from_pem(cert, key));
-        }
-        endpoint = endpoint
-            .tls_config(cfg)
-            .map_err(|e| format!("TLS settings: {e}"))?;
-    }
-    match tokio::time::timeout(wait, endpoint.connect()).await {
-        Ok(Ok(channel)) => Ok(channel),
-        Ok(Err(e)) => Err(format!("connect {url}: {e}")),
-        Err(_) => Err(format!("connect {url}: no connection within {wait:?}")),
-    }
-}
-
 /// Runs one attempt against `url` and, if welcomed, the whole session.
 pub(crate) async fn run(ctx: &mut Ctx<'_>, url: &str) -> End {
     let wait = ctx.status.borrow().timeout;
     let deadline = Instant::now() + wait;
-    let channel = match connect(url, wait, ctx.cfg.tls.as_ref()).await {
+    let channel = match ctx.dial.channel(url, wait).await {
         Ok(c) => c,
-        Err(e) => return End::Failed(e),
+        Err(e) => return End::Failed(e.to_string()),
     };
     let (tx, rx) = mpsc::channel::<BeatRequest>(1);
     let join = Join {
@@ -114,19 +93,11 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>, url: &str) -> End {
         kind: Some(beat_request::Kind::Join(join)),
     });
     let mut client = HeartbeatClient::new(channel);
-    let mut request = tonic::Request::new(ReceiverStream::new(rx));
-    if let Some(token) = &ctx.cfg.token {
-        match format!("Bearer {token}").parse() {
-            Ok(v) => {
-                request.metadata_mut().insert("authorization", v);
-            }
-            Err(_) => return End::Failed("the token is not a valid header value".into()),
-        }
-    }
+    let request = ctx.dial.request(ReceiverStream::new(rx));
     let call = tokio::time::timeout_at(deadline, client.beat(request));
     let mut responses = match call.await {
         Ok(Ok(r)) => r.into_inner(),
-        Ok(Err(s)) => return End::Failed(format!("Beat refused: {:?}: {}", s.code(), s.message())),
+        Ok(Err(s)) => return End::Failed(format!("Beat refused: {}", super::status_text(&s))),
         Err(_) => return End::Failed(format!("no answer to Beat within {wait:?}")),
     };
     let welcome = match tokio::time::timeout_at(deadline, responses.message()).await {
@@ -134,7 +105,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>, url: &str) -> End {
             kind: Some(beat_response::Kind::Welcome(w)),
         }))) => w,
         Ok(Ok(other)) => return End::Failed(format!("expected Welcome, got {other:?}")),
-        Ok(Err(s)) => return End::Failed(format!("join refused: {:?}: {}", s.code(), s.message())),
+        Ok(Err(s)) => return End::Failed(format!("join refused: {}", super::status_text(&s))),
         Err(_) => return End::Failed(format!("no Welcome within {wait:?}")),
     };
     let timeout = from_pb(welcome.timeout)
@@ -276,7 +247,7 @@ impl Pinger {
                             let by = s.message().rsplit(' ').next().and_then(|n| n.parse().ok());
                             return End::Superseded(by.unwrap_or(0));
                         }
-                        Err(s) => return End::Lost(format!("{:?}: {}", s.code(), s.message())),
+                        Err(s) => return End::Lost(super::status_text(&s)),
                     }
                 }
                 _ = &mut server_deadline => {

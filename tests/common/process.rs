@@ -68,6 +68,23 @@ impl Proc {
         }
     }
 
+    /// Runs `heartbeat ARGS` to its end; returns its exit code and its
+    /// output (stdout, then stderr).
+    pub async fn run(args: &[&str]) -> (i32, String) {
+        let mut p = Self::spawn(args);
+        let mut text = String::new();
+        while let Some(line) = p.out.recv().await {
+            text.push_str(&line);
+            text.push('\n');
+        }
+        while let Some(line) = p.logs.recv().await {
+            text.push_str(&line);
+            text.push('\n');
+        }
+        let code = p.wait_exit(super::WAIT).await.code().expect("exit code");
+        (code, text)
+    }
+
     /// `heartbeat serve` on `addr` with `--state-dir dir`, JSON logs at debug
     /// level (for "state saved"), a short drain, and `extra` flags.
     pub fn serve_with_state(addr: &str, dir: &str, extra: &[&str]) -> Self {
