@@ -21,9 +21,19 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// heartbeat: a gRPC liveness service.
+/// `--version`: the crate version, the commit and the build profile.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("HEARTBEAT_COMMIT"),
+    ", ",
+    env!("HEARTBEAT_PROFILE"),
+    " build)"
+);
+
+/// A gRPC liveness service: members ping, the server publishes who is alive through grpc.health.v1.
 #[derive(Debug, Parser)]
-#[command(name = "heartbeat", version, about, propagate_version = true)]
+#[command(name = "heartbeat", version = VERSION, about, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -43,6 +53,13 @@ enum Command {
     Watch(watch::WatchArgs),
     /// Load a server with N members and measure it (pings/s, RTT, detection).
     Bench(bench::BenchArgs),
+    /// Print a shell completion script: `heartbeat completions bash > /etc/bash_completion.d/heartbeat`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `heartbeat man | man -l -`.
+    Man,
 }
 
 /// Log line format.
@@ -116,5 +133,24 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Members(args) => members::main(args),
         Command::Watch(args) => watch::main(args),
         Command::Bench(args) => bench::main(args),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "heartbeat", &mut out);
+            output::write(&String::from_utf8_lossy(&out))
+                .err()
+                .unwrap_or(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            let page = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+            if let Err(e) = page.render(&mut out) {
+                eprintln!("error: cannot render the man page: {e}");
+                return ExitCode::from(1);
+            }
+            output::write(&String::from_utf8_lossy(&out))
+                .err()
+                .unwrap_or(ExitCode::SUCCESS)
+        }
     }
 }

@@ -32,6 +32,39 @@ impl State {
     pub fn is_live(self) -> bool {
         matches!(self, State::Alive | State::Suspect)
     }
+
+    /// The one spelling of the state in logs, tables and JSON (SPEC §3):
+    /// the wire enum's name without its `MEMBER_STATE_` prefix.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Alive => "ALIVE",
+            State::Suspect => "SUSPECT",
+            State::Dead => "DEAD",
+            State::Left => "LEFT",
+        }
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Status {
+    /// `SERVING` or `NOT_SERVING`, as the health service spells them.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Serving => "SERVING",
+            Status::NotServing => "NOT_SERVING",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// The member's own report (`Ping.status`).

@@ -200,8 +200,8 @@ fn log_event(e: &Event) {
         instance = m.instance(),
         session = m.session,
         reason = e.reason.as_str(),
-        state = ?m.state,
-        status = ?m.status,
+        state = %m.state,
+        status = %m.status,
         revision = e.revision,
         "{what}"
     );
