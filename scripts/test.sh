@@ -11,6 +11,11 @@ step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 
+step "each part builds alone (cargo features)"
+for features in client server agent bench; do
+  cargo clippy --locked --lib --no-default-features --features "$features" -- -D warnings
+done
+
 step "Rust tests (unit, property, integration over real TCP)"
 cargo build --locked --bins
 if cargo nextest --version >/dev/null 2>&1; then

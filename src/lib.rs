@@ -27,20 +27,38 @@
 //! - [`procfs`]: CPU, memory and descriptors of a process, from `/proc`.
 //! - [`codec`]: the protobuf codec, with small per-stream buffers.
 //! - [`config`]: server configuration as plain data with `validate()`.
+//!
+//! # Features
+//!
+//! `cli` (the default) builds everything. A service that is only a member
+//! uses `default-features = false, features = ["client"]`: the wire types,
+//! the liveness core's timing rules, [`client`] and [`probe`], and none of
+//! the server. `server`, `agent` and `bench` are the other parts.
 
+#[cfg(feature = "agent")]
 pub mod agent;
+#[cfg(feature = "server")]
 pub mod authz;
+#[cfg(feature = "bench")]
 pub mod bench;
+#[cfg(feature = "client")]
 pub mod client;
 pub mod codec;
+#[cfg(feature = "server")]
 pub mod config;
+#[cfg(feature = "server")]
 pub mod edge;
+#[cfg(feature = "server")]
 pub mod health;
 pub mod liveness;
+#[cfg(feature = "server")]
 pub mod metrics;
 pub mod pb;
+#[cfg(feature = "client")]
 pub mod probe;
+#[cfg(any(feature = "server", feature = "bench"))]
 pub mod procfs;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod validate;
 

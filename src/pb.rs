@@ -19,6 +19,10 @@ pub mod health {
     }
 }
 
+/// The full name of the heartbeat service, also its health name (SPEC §4):
+/// its health is the server's own, or an agent's membership.
+pub const HEARTBEAT_SERVICE: &str = "heartbeat.v1.Heartbeat";
+
 /// Encoded `FileDescriptorSet` of every proto of this crate (and their
 /// imports), served by reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

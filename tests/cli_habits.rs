@@ -144,10 +144,7 @@ async fn version_completions_and_man_page() {
     for shell in ["bash", "zsh", "fish"] {
         let (code, out) = Proc::run(&["completions", shell]).await;
         assert_eq!(code, 0, "{shell}: {out}");
-        assert!(
-            out.contains("members") && out.contains("tls-ca"),
-            "{shell}"
-        );
+        assert!(out.contains("members") && out.contains("tls-ca"), "{shell}");
     }
     // The bash script parses.
     let (_, script) = Proc::run(&["completions", "bash"]).await;

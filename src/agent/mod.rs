@@ -23,7 +23,7 @@ pub use checks::LocalCheck;
 use crate::client::{Client, ClientConfig, ClientConfigError, ClientState};
 use crate::health::{HealthMap, HealthService};
 use crate::liveness::Status;
-use crate::server::HEARTBEAT_SERVICE;
+use crate::pb::HEARTBEAT_SERVICE;
 
 /// Everything the agent is told.
 #[derive(Debug, Clone)]

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use super::backoff::Backoff;
+use super::metrics::ClientMetrics;
 use crate::liveness::{Labels, Status};
-use crate::metrics::ClientMetrics;
 use crate::validate;
 
 /// Everything a member needs to know to join.

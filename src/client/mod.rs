@@ -26,6 +26,7 @@
 mod backoff;
 mod config;
 mod dial;
+mod metrics;
 mod reconnect;
 mod session;
 mod state;
@@ -41,6 +42,7 @@ pub use config::{
     server_url_with,
 };
 pub use dial::{Dial, DialError, chain, status_text};
+pub use metrics::ClientMetrics;
 pub use state::{ClientState, ClientStatus};
 
 use crate::liveness::Status;

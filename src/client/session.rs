@@ -20,10 +20,10 @@ use tracing::debug;
 
 use super::LeaveError;
 use super::config::ClientConfig;
+use super::metrics::ClientMetrics;
 use super::state::{ClientState, ClientStatus};
 use crate::liveness::Status;
 use crate::liveness::timing::client_interval;
-use crate::metrics::ClientMetrics;
 use crate::pb::heartbeat::v1::{
     BeatRequest, BeatResponse, Join, Leave, MemberStatus, Ping, beat_request, beat_response,
     heartbeat_client::HeartbeatClient,

@@ -33,7 +33,7 @@ pub struct HealthService {
 
 /// The names the plaintext health port answers when reads need
 /// authentication: the server's own, never a member's.
-pub const SERVER_NAMES: [&str; 2] = ["", crate::server::HEARTBEAT_SERVICE];
+pub const SERVER_NAMES: [&str; 2] = ["", crate::pb::HEARTBEAT_SERVICE];
 
 impl HealthService {
     /// Serves `map` to everybody.

@@ -2,13 +2,13 @@
 //! that is passed in (no globals), typed labels, bounded cardinality (a
 //! `service` label, never an `instance` one), served as text on `/metrics`.
 
-mod client;
 mod edge;
 mod http;
 mod process;
 mod server;
 
-pub use client::ClientMetrics;
+#[cfg(feature = "client")]
+pub use crate::client::ClientMetrics;
 pub use edge::{EdgeMetrics, REFUSED_REASONS};
 pub use http::router;
 pub use process::ProcessCollector;

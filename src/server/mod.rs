@@ -47,7 +47,7 @@ pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
 pub const MAX_RESPONSE_SIZE: usize = 64 * 1024 * 1024;
 
 /// Health name of the Beat service itself (SPEC §4).
-pub const HEARTBEAT_SERVICE: &str = "heartbeat.v1.Heartbeat";
+pub use crate::pb::HEARTBEAT_SERVICE;
 
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]

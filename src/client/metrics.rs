@@ -1,19 +1,30 @@
-//! Client (agent) metrics: pong RTT, state, reconnects.
+//! Client (agent) metrics: pong RTT, state, reconnects. They live with the
+//! client so that the client library depends on no other part of the crate
+//! (the `metrics` module re-exports them).
 
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::client::ClientState;
+use super::state::ClientState;
+
+/// Prefix of the client's metrics (the same as `metrics::PREFIX`).
+const PREFIX: &str = "heartbeat";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
-    state: &'static str,
+    state: ClientState,
+}
+
+impl EncodeLabelValue for ClientState {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.name())
+    }
 }
 
 const STATES: [ClientState; 6] = [
@@ -35,9 +46,9 @@ pub struct ClientMetrics {
 }
 
 impl ClientMetrics {
-    /// Registers the client metrics in `registry`, under [`super::PREFIX`].
+    /// Registers the client metrics in `registry`, under `heartbeat_`.
     pub fn new(registry: &mut Registry) -> Self {
-        let registry = registry.sub_registry_with_prefix(super::PREFIX);
+        let registry = registry.sub_registry_with_prefix(PREFIX);
         let m = Self {
             // 50 µs .. ~1.6 s
             rtt: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
@@ -81,9 +92,7 @@ impl ClientMetrics {
     pub(crate) fn set_state(&self, current: ClientState) {
         for s in STATES {
             let v = i64::from(s == current);
-            self.state
-                .get_or_create(&StateLabels { state: s.name() })
-                .set(v);
+            self.state.get_or_create(&StateLabels { state: s }).set(v);
         }
     }
 }
