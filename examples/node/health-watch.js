@@ -4,7 +4,10 @@
 //
 //   node health-watch.js --server 127.0.0.1:50051 --service orders
 const { grpc, health } = require("./protos");
-const args = require("./args")({ server: "127.0.0.1:50051", service: "" });
+const args = require("./args")("health-watch.js", {
+  server: { check: "server", default: "127.0.0.1:50051", help: "host:port of the server or agent" },
+  service: { check: "healthName", default: "", help: 'health name to watch ("" = the server itself)' },
+});
 
 process.on("SIGTERM", () => process.exit(0));
 process.on("SIGINT", () => process.exit(0));

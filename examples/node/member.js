@@ -4,11 +4,22 @@
 //
 //   node member.js --server 127.0.0.1:50051 --service orders --instance orders-1
 //
+// Flags mean what they mean for `heartbeat beat` (see args.js); `--help`.
 // Prints one line per event: joined session=N ..., interval=S (the server
-// changed it in a Pong: adopted), server lost: ..., left.
+// changed it in a Pong: adopted), server lost: ..., offline after N failed
+// attempts, left.
 const { performance } = require("perf_hooks");
 const { grpc, heartbeat } = require("./protos");
-const args = require("./args")({ server: "127.0.0.1:50051", service: "", instance: "" });
+const args = require("./args")("member.js", {
+  server: { check: "server", default: "127.0.0.1:50051", help: "host:port of the server" },
+  service: { check: "service", default: null, help: "service name of this member" },
+  instance: { check: "instance", default: null, help: "instance name (unique within the service)" },
+  interval: { check: "duration", default: undefined, help: "requested ping interval, e.g. 500ms (the server may clamp it)" },
+  timeout: { check: "duration", default: undefined, help: "requested liveness timeout, e.g. 3s (the server may clamp it)" },
+  "max-retries": { check: "count", default: 3, help: "failed attempts in a row before reporting offline" },
+});
+// google.protobuf.Duration from seconds.
+const pbDuration = (s) => ({ seconds: String(Math.floor(s)), nanos: Math.round((s % 1) * 1e9) });
 
 const say = (line) => console.log(line);
 const seconds = (d) => Number(d.seconds) + d.nanos / 1e9;
@@ -27,7 +38,7 @@ function session() {
     let ticker = null;
     let watchdog = null;
     let lastHeard = performance.now();
-    let timeout = 3;
+    let timeout = args.timeout || 3; // the server's default until a Welcome says otherwise
     let seq = 0;
     let ping = null;
     const finish = (outcome, line) => {
@@ -77,7 +88,10 @@ function session() {
       else finish("lost", `server lost: ${status.details}`);
     });
     call.on("error", () => {}); // reported through "status"
-    call.write({ join: { service: args.service, instance: args.instance } });
+    const join = { service: args.service, instance: args.instance };
+    if (args.interval) join.interval = pbDuration(args.interval);
+    if (args.timeout) join.timeout = pbDuration(args.timeout);
+    call.write({ join });
   });
 }
 
@@ -95,6 +109,7 @@ async function main() {
     const outcome = await session();
     if (outcome === "left" || leaving) break;
     failures = outcome === "lost" ? failures + 1 : 0;
+    if (failures === args["max-retries"]) say(`offline after ${failures} failed attempts`);
     const delay = Math.min(100 * 1.6 ** Math.max(failures - 1, 0), 10000) * (0.8 + 0.4 * Math.random());
     await new Promise((r) => setTimeout(r, delay));
   }

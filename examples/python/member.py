@@ -7,14 +7,21 @@ backoff), and sends Leave on SIGTERM or SIGINT.
 
     python member.py --server 127.0.0.1:50051 --service orders --instance orders-1
 
+The flags mean what they mean for `heartbeat beat`: `--interval` and
+`--timeout` are the requested ping interval and liveness timeout (durations
+such as 250ms, 1s, 2m; the server may clamp them), `--max-retries` the failed
+attempts in a row before the member reports itself offline (it keeps
+retrying). Bad arguments exit 2 with a usage line, before any connection.
+
 Prints one line per event on stdout: `joined session=N interval=S timeout=S`,
 `interval=S` (the server changed it in a Pong: adopted), `server lost: ...`,
-`drained`, `left`.
+`offline after N failed attempts`, `drained`, `left`.
 """
 
 import argparse
 import queue
 import random
+import re
 import signal
 import sys
 import threading
@@ -64,6 +71,45 @@ class Session:
         self.call.cancel()
 
 
+DEFAULT_TIMEOUT = 3.0  # the server's default, until a Welcome says otherwise
+UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration(text):
+    """`250ms`, `1s`, `2m`, `1m30s` -> seconds, as `heartbeat beat` reads them."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (use e.g. 250ms, 1s, 2m)")
+    seconds = sum(float(n) * UNITS[u] for n, u in parts)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be more than zero")
+    return seconds
+
+
+def name(chars, what):
+    """A name of 1-128 characters from `chars` (SPEC §2)."""
+    def check(text):
+        if not re.fullmatch(f"[{chars}]{{1,128}}", text):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {what}: 1-128 characters of {chars}")
+        return text
+    return check
+
+
+def server(text):
+    """`host:port` or `http://host:port` (this example speaks plaintext)."""
+    addr = text[len("http://"):] if text.startswith("http://") else text
+    host, sep, port = addr.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: use host:port (port 1-65535)")
+    return addr
+
+
+def positive(text):
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a whole number, at least 1")
+    return int(text)
+
+
 def client_interval(told, timeout):
     """The interval to ping at, whatever the server says: within 100 ms..60 s
     and at most half the timeout (SPEC §5)."""
@@ -73,15 +119,19 @@ def client_interval(told, timeout):
 def run_session(stub, args, stopping):
     """Returns 'left', 'lost' or 'drained'."""
     join = pb.Join(service=args.service, instance=args.instance)
-    join.interval.FromMilliseconds(int(args.interval * 1000))
+    if args.interval:
+        join.interval.FromMilliseconds(int(args.interval * 1000))
+    if args.timeout:
+        join.timeout.FromMilliseconds(int(args.timeout * 1000))
+    wait = args.timeout or DEFAULT_TIMEOUT
     s = Session(stub, join)
     try:
-        welcome = s.next(args.timeout)
+        welcome = s.next(wait)
         if welcome is None or welcome is END or isinstance(welcome, grpc.RpcError) or not welcome.HasField("welcome"):
             say(f"server lost: no Welcome ({welcome if isinstance(welcome, grpc.RpcError) else 'timeout'})")
             return "lost"
         w = welcome.welcome
-        timeout = w.timeout.ToTimedelta().total_seconds() or args.timeout
+        timeout = w.timeout.ToTimedelta().total_seconds() or wait
         interval = client_interval(w.interval.ToTimedelta().total_seconds(), timeout)
         say(f"joined session={w.session} interval={interval} timeout={timeout}")
         seq, next_ping, last_heard = 0, time.monotonic(), time.monotonic()
@@ -129,12 +179,15 @@ def run_session(stub, args, stopping):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--server", default="127.0.0.1:50051")
-    p.add_argument("--service", required=True)
-    p.add_argument("--instance", required=True)
-    p.add_argument("--interval", type=float, default=1.0, help="requested interval, seconds")
-    p.add_argument("--timeout", type=float, default=3.0, help="wait for Welcome, seconds")
+    p.add_argument("--server", type=server, default="127.0.0.1:50051", help="host:port")
+    p.add_argument("--service", required=True, type=name("A-Za-z0-9._-", "service name"))
+    p.add_argument("--instance", required=True, type=name("A-Za-z0-9._:-", "instance name"))
+    p.add_argument("--interval", type=duration, help="requested ping interval, e.g. 500ms (the server may clamp it)")
+    p.add_argument("--timeout", type=duration, help="requested liveness timeout, e.g. 3s (the server may clamp it)")
+    p.add_argument("--max-retries", type=positive, default=3, help="failed attempts in a row before reporting offline")
     args = p.parse_args()
+    if args.service == "grpc.health.v1.Health" or args.service.startswith("heartbeat."):
+        p.error(f"--service {args.service!r}: that name is reserved")
 
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -149,6 +202,8 @@ def main():
         if outcome == "left":
             break
         failures = failures + 1 if outcome == "lost" else 0
+        if failures == args.max_retries:
+            say(f"offline after {failures} failed attempts")
         # gRPC connection backoff: 100 ms x 1.6^n, +-20 %, capped at 10 s.
         delay = min(0.1 * 1.6 ** max(failures - 1, 0), 10.0) * random.uniform(0.8, 1.2)
         stopping.wait(delay)
