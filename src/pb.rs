@@ -23,6 +23,26 @@ pub mod health {
 /// its health is the server's own, or an agent's membership.
 pub const HEARTBEAT_SERVICE: &str = "heartbeat.v1.Heartbeat";
 
+/// Trailing metadata of an `ABORTED` Beat stream: the session that took the
+/// identity over (SPEC §2 rule 5), so clients read it without parsing the
+/// message text.
+pub const SUPERSEDED_BY: &str = "heartbeat-superseded-by";
+
+/// The session an `ABORTED` Beat status says took over, from
+/// [`SUPERSEDED_BY`]; `None` for any other status.
+pub fn superseded_by(status: &tonic::Status) -> Option<u64> {
+    if status.code() != tonic::Code::Aborted {
+        return None;
+    }
+    status
+        .metadata()
+        .get(SUPERSEDED_BY)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
 /// Encoded `FileDescriptorSet` of every proto of this crate (and their
 /// imports), served by reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -37,8 +37,17 @@ async fn takeover_aborts_the_older_stream_and_fences_it() {
     let (mut old, w1) = Beat::join(&mut client, "web", "a").await;
     let (mut new, w2) = Beat::join(&mut client, "web", "a").await;
     assert!(w2.session > w1.session);
-    let msg = old.expect_error(Code::Aborted).await;
-    assert_eq!(msg, format!("superseded by session {}", w2.session));
+    let status = old.expect_status(Code::Aborted).await;
+    assert_eq!(
+        status.message(),
+        format!("superseded by session {}", w2.session)
+    );
+    // The newer session, in a structured form too (trailing metadata).
+    assert_eq!(heartbeat::pb::superseded_by(&status), Some(w2.session));
+    assert_eq!(
+        status.metadata().get(heartbeat::pb::SUPERSEDED_BY).unwrap(),
+        w2.session.to_string().as_str()
+    );
     new.send(ping_status(1, MemberStatus::NotServing as i32))
         .await;
     new.pong().await;

@@ -244,8 +244,7 @@ impl Pinger {
                         Ok(Some(other)) => return End::Lost(format!("unexpected message {other:?}")),
                         Ok(None) => return End::Lost("server ended the stream".into()),
                         Err(s) if s.code() == Code::Aborted => {
-                            let by = s.message().rsplit(' ').next().and_then(|n| n.parse().ok());
-                            return End::Superseded(by.unwrap_or(0));
+                            return End::Superseded(crate::pb::superseded_by(&s).unwrap_or(0));
                         }
                         Err(s) => return End::Lost(super::status_text(&s)),
                     }

@@ -129,7 +129,13 @@ impl BeatError {
 
 impl From<BeatError> for Status {
     fn from(e: BeatError) -> Self {
-        Status::new(e.code(), e.to_string())
+        let mut status = Status::new(e.code(), e.to_string());
+        if let BeatError::Fenced(Fenced::Superseded { by }) = e {
+            status
+                .metadata_mut()
+                .insert(crate::pb::SUPERSEDED_BY, by.into());
+        }
+        status
     }
 }
 
@@ -176,6 +182,7 @@ mod tests {
             (s.code(), s.message()),
             (Code::Aborted, "superseded by session 42")
         );
+        assert_eq!(crate::pb::superseded_by(&s), Some(42));
         let s = Status::from(BeatError::Dead(Duration::from_secs(3)));
         assert_eq!(s.code(), Code::DeadlineExceeded);
         assert!(s.message().contains("3s"));

@@ -280,6 +280,12 @@ impl Beat {
 
     /// Expects the stream to end with `code`; returns the message.
     pub async fn expect_error(&mut self, code: Code) -> String {
+        self.expect_status(code).await.message().to_owned()
+    }
+
+    /// Expects the stream to end with `code`; returns the status, trailing
+    /// metadata included.
+    pub async fn expect_status(&mut self, code: Code) -> Status {
         loop {
             match self.recv().await {
                 Ok(Some(BeatResponse {
@@ -287,7 +293,7 @@ impl Beat {
                 })) => continue,
                 Err(status) => {
                     assert_eq!(status.code(), code, "status {status:?}");
-                    return status.message().to_owned();
+                    return status;
                 }
                 other => panic!("expected {code:?}, got {other:?}"),
             }
