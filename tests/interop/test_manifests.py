@@ -142,5 +142,13 @@ def test_dockerfile_is_multistage_and_non_root():
     copied = re.search(r"^COPY --from=\S+ \S+ (\S+)", final, re.M).group(1)
     assert entry[0] == copied
     assert "--bin heartbeat" in text and "--locked" in text
+    # Base images pinned by digest; the dependency layer comes before the
+    # sources; the binary is stripped.
+    for image, _ in stages:
+        assert re.fullmatch(r"\S+@sha256:[0-9a-f]{64}", image), f"{image} is pinned by digest"
+    assert text.index("COPY Cargo.toml Cargo.lock") < text.index("COPY . .")
+    deps_build = text.index("cargo build", text.index("COPY Cargo.toml Cargo.lock"))
+    assert deps_build < text.index("COPY . ."), "dependencies build in their own layer"
+    assert "strip target/release/heartbeat" in text
     cmd = json.loads(re.search(r"^CMD\s+(\[.*\])", final, re.M).group(1))
     assert cmd[0] == "serve" and set(a for a in cmd if a.startswith("--")) <= flags_of("serve")
