@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::{Registry, ServiceCount, hold};
+use super::Registry;
+use super::entry::{ServiceCount, silence_allowed};
 use crate::liveness::member::{Event, Health, MemberView};
 
 impl Registry {
@@ -85,7 +86,7 @@ impl Registry {
         e.view
             .state
             .is_live()
-            .then(|| e.view.last_seen + hold(e) + credit)
+            .then(|| e.view.last_seen + silence_allowed(e) + credit)
     }
 
     /// Health the table implies for a `<service>` or `<service>/<instance>` name.
