@@ -11,17 +11,14 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
-use crate::client::Dial;
+use crate::client::{BeatStream, Dial, Incoming, JoinAs, StreamOptions};
+use crate::liveness::Status;
 
 use crate::pb::health::v1::health_check_response::ServingStatus;
 use crate::pb::health::v1::{HealthCheckRequest, health_client::HealthClient};
-use crate::pb::heartbeat::v1::{
-    BeatRequest, Join, MemberStatus, Ping, beat_request, heartbeat_client::HeartbeatClient,
-};
 
 /// The last flip: its number, when its Ping was sent, and the health it
 /// should produce.
@@ -197,63 +194,50 @@ async fn flipper(
     mut toggles: mpsc::Receiver<()>,
     stop: CancellationToken,
 ) -> Result<(), String> {
-    let (tx, rx) = mpsc::channel(4);
-    let join = Join {
+    let join = JoinAs {
         service: name.to_owned(),
         instance: "flipper".into(),
-        interval: Some(crate::pb::duration_to_pb(interval)),
+        interval: Some(interval),
         timeout: None,
         labels: Default::default(),
-        ..Default::default()
+        status: Status::Serving,
     };
-    let _ = tx.try_send(BeatRequest {
-        kind: Some(beat_request::Kind::Join(join)),
-    });
-    let mut client = HeartbeatClient::new(channel);
-    let mut responses = client
-        .beat(dial.request(ReceiverStream::new(rx)))
+    let opts = StreamOptions {
+        queue: 4,
+        ..StreamOptions::default()
+    };
+    let mut stream = BeatStream::open(channel, dial, &join, opts)
         .await
-        .map_err(|s| format!("flipper join: {s}"))?
-        .into_inner();
-    match responses.message().await {
-        Ok(Some(_welcome)) => {}
-        other => return Err(format!("flipper join: {other:?}")),
-    }
-    let seq = AtomicU64::new(0);
-    let ping = move |status: MemberStatus| BeatRequest {
-        kind: Some(beat_request::Kind::Ping(Ping {
-            seq: seq.fetch_add(1, Ordering::Relaxed) + 1,
-            status: status as i32,
-            sent_at: None,
-        })),
-    };
+        .map_err(|e| format!("flipper: {e}"))?;
     tokio::spawn(async move {
-        let mut status = MemberStatus::Serving;
-        let mut ticker = tokio::time::interval(interval);
+        let mut status = Status::Serving;
+        let mut ticker = tokio::time::interval(stream.interval());
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = ticker.tick() => {
-                    if tx.send(ping(status)).await.is_err() { return }
+                    stream.ping(status);
                 }
                 Some(()) = toggles.recv() => {
                     status = match status {
-                        MemberStatus::Serving => MemberStatus::NotServing,
-                        _ => MemberStatus::Serving,
+                        Status::Serving => Status::NotServing,
+                        Status::NotServing => Status::Serving,
                     };
                     let expect = match status {
-                        MemberStatus::Serving => ServingStatus::Serving,
-                        _ => ServingStatus::NotServing,
+                        Status::Serving => ServingStatus::Serving,
+                        Status::NotServing => ServingStatus::NotServing,
                     } as i32;
                     {
                         let mut f = flip.lock().unwrap_or_else(|p| p.into_inner());
                         *f = Flip { n: f.n + 1, at: Instant::now(), expect };
                     }
-                    if tx.send(ping(status)).await.is_err() { return }
+                    // A skipped ping only delays the flip to the next tick
+                    // (which carries the same status); it is never lost.
+                    stream.ping(status);
                 }
-                msg = responses.message() => {
-                    if !matches!(msg, Ok(Some(_))) { return }
+                msg = stream.next() => {
+                    if matches!(msg, Incoming::Ended(_)) { return }
                 }
             }
         }

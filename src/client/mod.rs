@@ -24,6 +24,7 @@
 //! ```
 
 mod backoff;
+mod beat;
 mod config;
 mod dial;
 mod metrics;
@@ -37,6 +38,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use backoff::{Backoff, BackoffError, first_reconnect_delay};
+pub use beat::{BeatStream, Ended, Incoming, JoinAs, JoinError, StreamOptions};
 pub use config::{
     ClientConfig, ClientConfigError, ClientTls, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, server_url,
     server_url_with,
