@@ -48,7 +48,7 @@ pub(super) struct Member {
     pub(super) dial: crate::client::Dial,
     pub(super) instance: String,
     pub(super) hangs: bool,
-    pub(super) cfg: BenchConfig,
+    pub(super) cfg: Arc<BenchConfig>,
     pub(super) stats: Arc<Stats>,
     pub(super) stop: CancellationToken,
     pub(super) hang: CancellationToken,
