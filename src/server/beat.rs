@@ -93,83 +93,90 @@ struct Joined {
 type Item = Result<BeatResponse, GrpcStatus>;
 
 impl Session {
+    /// The next response of the stream, `None` at its end.
     async fn next(&mut self) -> Option<Item> {
-        let Session {
-            identity,
-            shared,
-            inbound,
-            phase,
-            drained,
-        } = self;
-        match phase {
+        match &mut self.phase {
             Phase::Done => None,
-            Phase::Ending(_) => match std::mem::replace(phase, Phase::Done) {
+            Phase::Ending(_) => match std::mem::replace(&mut self.phase, Phase::Done) {
                 Phase::Ending(status) => Some(Err(status)),
                 _ => None,
             },
-            Phase::AwaitJoin(deadline) => {
-                let msg = tokio::select! {
-                    biased;
-                    _ = drained => Err(reject(shared, BeatError::Draining)),
-                    _ = deadline => Err(reject(shared, BeatError::JoinTimeout(shared.cfg.join_timeout))),
-                    msg = inbound.message() => msg.map_err(|s| decode_error(shared, s)),
-                };
-                *phase = Phase::Done;
-                match msg {
-                    Ok(Some(req)) => Some(match first(shared, identity, req) {
-                        Ok((joined, welcome)) => {
-                            *phase = Phase::Joined(joined);
-                            Ok(welcome)
-                        }
-                        Err(e) => Err(reject(shared, e)),
-                    }),
-                    Ok(None) => None,
-                    Err(status) => Some(Err(status)),
-                }
-            }
-            Phase::Joined(m) => {
-                let session = m.id.session;
-                let msg = tokio::select! {
-                    biased;
-                    end = &mut m.ended => {
-                        let e = match end {
-                            Ok(end) => BeatError::ended(end, m.timeout),
-                            Err(_) => BeatError::Draining,
-                        };
-                        *phase = Phase::Done;
-                        return Some(Err(e.into()));
-                    }
-                    _ = drained => {
-                        unregister(shared, session);
-                        *phase = Phase::Ending(BeatError::Draining.into());
-                        return Some(Ok(drain_message(shared, session)));
-                    }
-                    msg = inbound.message() => msg.map_err(|s| decode_error(shared, s)),
-                };
-                let result = match msg {
-                    Ok(Some(req)) => on_message(shared, m, req),
-                    // Half-close or a broken stream without Leave: the
-                    // member's deadline decides (rule 7).
-                    Ok(None) => {
-                        debug!(session, "beat stream closed without leave");
-                        Ok(None)
-                    }
-                    Err(status) => {
-                        debug!(session, %status, "beat stream broke");
-                        Err(status)
-                    }
-                };
-                if let Ok(Some(resp)) = result {
-                    return Some(Ok(resp));
-                }
-                unregister(shared, session);
-                *phase = Phase::Done;
-                match result {
-                    Ok(_) => None,
-                    Err(status) => Some(Err(status)),
-                }
-            }
+            Phase::AwaitJoin(_) => self.await_join().await,
+            Phase::Joined(_) => self.joined().await,
         }
+    }
+
+    /// Waits for the Join (bounded by the join timeout, cut short by a
+    /// shutdown); answers Welcome or the refusal.
+    async fn await_join(&mut self) -> Option<Item> {
+        let Phase::AwaitJoin(deadline) = &mut self.phase else {
+            return None;
+        };
+        let shared = &self.shared;
+        let msg = tokio::select! {
+            biased;
+            _ = &mut self.drained => Err(reject(shared, BeatError::Draining)),
+            _ = deadline => Err(reject(shared, BeatError::JoinTimeout(shared.cfg.join_timeout))),
+            msg = self.inbound.message() => msg.map_err(|s| decode_error(shared, s)),
+        };
+        self.phase = Phase::Done;
+        match msg {
+            Ok(Some(req)) => Some(match first(shared, &self.identity, req) {
+                Ok((joined, welcome)) => {
+                    self.phase = Phase::Joined(joined);
+                    Ok(welcome)
+                }
+                Err(e) => Err(reject(shared, e)),
+            }),
+            Ok(None) => None,
+            Err(status) => Some(Err(status)),
+        }
+    }
+
+    /// One step of a joined member: the registry ending it (DEAD,
+    /// superseded), a shutdown (Drain), or the member's next message.
+    async fn joined(&mut self) -> Option<Item> {
+        let Phase::Joined(m) = &mut self.phase else {
+            return None;
+        };
+        let shared = &self.shared;
+        let session = m.id.session;
+        let msg = tokio::select! {
+            biased;
+            end = &mut m.ended => {
+                let e = match end {
+                    Ok(end) => BeatError::ended(end, m.timeout),
+                    Err(_) => BeatError::Draining,
+                };
+                self.phase = Phase::Done;
+                return Some(Err(e.into()));
+            }
+            _ = &mut self.drained => {
+                unregister(shared, session);
+                self.phase = Phase::Ending(BeatError::Draining.into());
+                return Some(Ok(drain_message(shared, session)));
+            }
+            msg = self.inbound.message() => msg.map_err(|s| decode_error(shared, s)),
+        };
+        let result = match msg {
+            Ok(Some(req)) => on_message(shared, m, req),
+            // Half-close or a broken stream without Leave: the member's
+            // deadline decides (rule 7).
+            Ok(None) => {
+                debug!(session, "beat stream closed without leave");
+                Ok(None)
+            }
+            Err(status) => {
+                debug!(session, %status, "beat stream broke");
+                Err(status)
+            }
+        };
+        if let Ok(Some(resp)) = result {
+            return Some(Ok(resp));
+        }
+        unregister(shared, session);
+        self.phase = Phase::Done;
+        result.err().map(Err)
     }
 }
 
