@@ -63,3 +63,84 @@ pub fn duration_from_pb(d: Option<prost_types::Duration>) -> Option<std::time::D
     (d.seconds >= 0 && d.nanos >= 0)
         .then(|| std::time::Duration::new(d.seconds as u64, d.nanos as u32))
 }
+
+/// The domain's states and statuses on the wire and back, in one place: the
+/// server's listings, the clients' pings and the CLI's filters all convert
+/// through these.
+mod convert {
+    use super::heartbeat::v1 as pb;
+    use crate::liveness::{EventKind, State, Status};
+
+    impl From<State> for pb::MemberState {
+        fn from(s: State) -> Self {
+            match s {
+                State::Alive => pb::MemberState::Alive,
+                State::Suspect => pb::MemberState::Suspect,
+                State::Dead => pb::MemberState::Dead,
+                State::Left => pb::MemberState::Left,
+            }
+        }
+    }
+
+    /// `UNSPECIFIED` is no state: `Err(())`.
+    impl TryFrom<pb::MemberState> for State {
+        type Error = ();
+        fn try_from(s: pb::MemberState) -> Result<Self, ()> {
+            match s {
+                pb::MemberState::Alive => Ok(State::Alive),
+                pb::MemberState::Suspect => Ok(State::Suspect),
+                pb::MemberState::Dead => Ok(State::Dead),
+                pb::MemberState::Left => Ok(State::Left),
+                pb::MemberState::Unspecified => Err(()),
+            }
+        }
+    }
+
+    impl From<Status> for pb::MemberStatus {
+        fn from(s: Status) -> Self {
+            match s {
+                Status::Serving => pb::MemberStatus::Serving,
+                Status::NotServing => pb::MemberStatus::NotServing,
+            }
+        }
+    }
+
+    /// `UNSPECIFIED` means SERVING (SPEC §2).
+    impl From<pb::MemberStatus> for Status {
+        fn from(s: pb::MemberStatus) -> Self {
+            match s {
+                pb::MemberStatus::Unspecified | pb::MemberStatus::Serving => Status::Serving,
+                pb::MemberStatus::NotServing => Status::NotServing,
+            }
+        }
+    }
+
+    impl From<EventKind> for pb::EventType {
+        fn from(k: EventKind) -> Self {
+            match k {
+                EventKind::Joined => pb::EventType::Joined,
+                EventKind::Updated => pb::EventType::Updated,
+                EventKind::Dead => pb::EventType::Dead,
+                EventKind::Left => pb::EventType::Left,
+                EventKind::Removed => pb::EventType::Removed,
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn round_trips() {
+            for s in [State::Alive, State::Suspect, State::Dead, State::Left] {
+                assert_eq!(State::try_from(pb::MemberState::from(s)), Ok(s));
+            }
+            for s in [Status::Serving, Status::NotServing] {
+                assert_eq!(Status::from(pb::MemberStatus::from(s)), s);
+            }
+            assert_eq!(Status::from(pb::MemberStatus::Unspecified), Status::Serving);
+            assert!(State::try_from(pb::MemberState::Unspecified).is_err());
+        }
+    }
+}

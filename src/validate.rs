@@ -141,11 +141,9 @@ pub fn duration(
 
 /// `Ping.status` or `Join.status`: unset means SERVING.
 pub fn member_status(field: &str, value: i32) -> Result<Status, Invalid> {
-    match pb::MemberStatus::try_from(value) {
-        Ok(pb::MemberStatus::Unspecified | pb::MemberStatus::Serving) => Ok(Status::Serving),
-        Ok(pb::MemberStatus::NotServing) => Ok(Status::NotServing),
-        Err(_) => Err(invalid(field, format!("{value} is not a MemberStatus"))),
-    }
+    pb::MemberStatus::try_from(value)
+        .map(Status::from)
+        .map_err(|_| invalid(field, format!("{value} is not a MemberStatus")))
 }
 
 /// `Join.endpoint` (SPEC §2): empty means none; otherwise `host:port` with

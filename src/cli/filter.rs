@@ -3,6 +3,7 @@
 //! `--label zone` for "has the key".
 
 use clap::ValueEnum;
+use heartbeat::liveness::State;
 use heartbeat::pb::heartbeat::v1::{Member, MemberState};
 
 /// A member state to keep.
@@ -21,12 +22,12 @@ pub enum StateFilter {
 
 impl StateFilter {
     fn wire(self) -> MemberState {
-        match self {
-            StateFilter::Alive => MemberState::Alive,
-            StateFilter::Suspect => MemberState::Suspect,
-            StateFilter::Dead => MemberState::Dead,
-            StateFilter::Left => MemberState::Left,
-        }
+        MemberState::from(match self {
+            StateFilter::Alive => State::Alive,
+            StateFilter::Suspect => State::Suspect,
+            StateFilter::Dead => State::Dead,
+            StateFilter::Left => State::Left,
+        })
     }
 }
 

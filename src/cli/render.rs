@@ -5,6 +5,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use heartbeat::liveness::{State, Status};
 use heartbeat::pb::heartbeat::v1::{EventType, Member, MemberEvent, MemberState, MemberStatus};
 use serde_json::{Value, json};
 
@@ -12,18 +13,18 @@ fn short(name: &str, prefix: &str) -> String {
     name.strip_prefix(prefix).unwrap_or(name).to_owned()
 }
 
+/// The state's one spelling (the domain's [`State::name`]), or the raw
+/// number for a value this build does not know.
 fn state(m: &Member) -> String {
-    MemberState::try_from(m.state).map_or(m.state.to_string(), |s| {
-        short(s.as_str_name(), "MEMBER_STATE_")
-    })
+    MemberState::try_from(m.state)
+        .ok()
+        .and_then(|s| State::try_from(s).ok())
+        .map_or(m.state.to_string(), |s| s.name().to_owned())
 }
 
 fn status(m: &Member) -> String {
-    match MemberStatus::try_from(m.status) {
-        Ok(MemberStatus::Unspecified) => "SERVING".into(),
-        Ok(s) => short(s.as_str_name(), "MEMBER_STATUS_"),
-        Err(_) => m.status.to_string(),
-    }
+    MemberStatus::try_from(m.status)
+        .map_or(m.status.to_string(), |s| Status::from(s).name().to_owned())
 }
 
 fn event_type(e: &MemberEvent) -> String {

@@ -122,10 +122,7 @@ pub struct BeatStream {
 }
 
 fn wire_status(s: Status) -> i32 {
-    match s {
-        Status::Serving => MemberStatus::Serving as i32,
-        Status::NotServing => MemberStatus::NotServing as i32,
-    }
+    MemberStatus::from(s) as i32
 }
 
 impl BeatStream {

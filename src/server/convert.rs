@@ -1,26 +1,11 @@
-//! Domain types to wire types, at the server's edge.
+//! Domain types to wire messages, at the server's edge (the enum
+//! conversions are `From` impls in `crate::pb`).
 
 use super::state::WallClock;
-use crate::liveness::{Event, EventKind, MemberView, State, Status};
+use crate::liveness::{Event, MemberView};
 use crate::pb::heartbeat::v1 as pb;
 
 pub(crate) use crate::pb::duration_to_pb as duration;
-
-pub(crate) fn state(s: State) -> pb::MemberState {
-    match s {
-        State::Alive => pb::MemberState::Alive,
-        State::Suspect => pb::MemberState::Suspect,
-        State::Dead => pb::MemberState::Dead,
-        State::Left => pb::MemberState::Left,
-    }
-}
-
-pub(crate) fn status(s: Status) -> pb::MemberStatus {
-    match s {
-        Status::Serving => pb::MemberStatus::Serving,
-        Status::NotServing => pb::MemberStatus::NotServing,
-    }
-}
 
 pub(crate) fn member(m: &MemberView, clock: &WallClock) -> pb::Member {
     pb::Member {
@@ -31,8 +16,8 @@ pub(crate) fn member(m: &MemberView, clock: &WallClock) -> pb::Member {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
-        state: state(m.state) as i32,
-        status: status(m.status) as i32,
+        state: pb::MemberState::from(m.state) as i32,
+        status: pb::MemberStatus::from(m.status) as i32,
         session: m.session,
         interval: Some(duration(m.interval)),
         timeout: Some(duration(m.timeout)),
@@ -43,20 +28,10 @@ pub(crate) fn member(m: &MemberView, clock: &WallClock) -> pb::Member {
     }
 }
 
-pub(crate) fn event_type(k: EventKind) -> pb::EventType {
-    match k {
-        EventKind::Joined => pb::EventType::Joined,
-        EventKind::Updated => pb::EventType::Updated,
-        EventKind::Dead => pb::EventType::Dead,
-        EventKind::Left => pb::EventType::Left,
-        EventKind::Removed => pb::EventType::Removed,
-    }
-}
-
 pub(crate) fn event(e: &Event, clock: &WallClock) -> pb::MemberEvent {
     pb::MemberEvent {
         revision: e.revision,
-        r#type: event_type(e.kind) as i32,
+        r#type: pb::EventType::from(e.kind) as i32,
         member: Some(member(&e.member, clock)),
     }
 }
