@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Args;
 use heartbeat::authz::Authz;
@@ -22,60 +21,60 @@ pub struct ServeArgs {
     #[arg(long, env = "HEARTBEAT_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
     /// Ping interval for members that ask for none.
-    #[arg(long, env = "HEARTBEAT_DEFAULT_INTERVAL", value_parser = duration, default_value = "1s")]
-    default_interval: Duration,
+    #[arg(long, env = "HEARTBEAT_DEFAULT_INTERVAL", value_parser = human_duration, default_value_t = defaults().default_interval.into())]
+    default_interval: HumanDuration,
     /// Liveness timeout for members that ask for none (clamped to 2x-20x the interval).
-    #[arg(long, env = "HEARTBEAT_DEFAULT_TIMEOUT", value_parser = duration, default_value = "3s")]
-    default_timeout: Duration,
+    #[arg(long, env = "HEARTBEAT_DEFAULT_TIMEOUT", value_parser = human_duration, default_value_t = defaults().default_timeout.into())]
+    default_timeout: HumanDuration,
     /// Smallest interval the server agrees to (at least 100ms).
-    #[arg(long, env = "HEARTBEAT_MIN_INTERVAL", value_parser = duration, default_value = "100ms")]
-    min_interval: Duration,
+    #[arg(long, env = "HEARTBEAT_MIN_INTERVAL", value_parser = human_duration, default_value_t = defaults().min_interval.into())]
+    min_interval: HumanDuration,
     /// Largest interval the server agrees to (at most 60s).
-    #[arg(long, env = "HEARTBEAT_MAX_INTERVAL", value_parser = duration, default_value = "60s")]
-    max_interval: Duration,
+    #[arg(long, env = "HEARTBEAT_MAX_INTERVAL", value_parser = human_duration, default_value_t = defaults().max_interval.into())]
+    max_interval: HumanDuration,
     /// How long DEAD and LEFT members stay listed before removal.
-    #[arg(long, env = "HEARTBEAT_RETENTION", value_parser = duration, default_value = "60s")]
-    retention: Duration,
+    #[arg(long, env = "HEARTBEAT_RETENTION", value_parser = human_duration, default_value_t = defaults().retention.into())]
+    retention: HumanDuration,
     /// How long a new Beat stream may take to send Join.
-    #[arg(long, env = "HEARTBEAT_JOIN_TIMEOUT", value_parser = duration, default_value = "5s")]
-    join_timeout: Duration,
+    #[arg(long, env = "HEARTBEAT_JOIN_TIMEOUT", value_parser = human_duration, default_value_t = defaults().join_timeout.into())]
+    join_timeout: HumanDuration,
     /// Shutdown grace: health answers NOT_SERVING this long before the listener closes (then at most as long again for open connections).
-    #[arg(long, env = "HEARTBEAT_DRAIN", value_parser = duration, default_value = "1s")]
-    drain: Duration,
+    #[arg(long, env = "HEARTBEAT_DRAIN", value_parser = human_duration, default_value_t = defaults().drain.into())]
+    drain: HumanDuration,
     /// Mass-failure protection: when more than this fraction of members fall silent at once, hold them SUSPECT one more timeout ("off" disables).
-    #[arg(long, env = "HEARTBEAT_MASS_FAILURE_THRESHOLD", default_value = "0.5", value_parser = threshold)]
+    #[arg(long, env = "HEARTBEAT_MASS_FAILURE_THRESHOLD", default_value_t = Threshold(defaults().mass_failure.map(|m| m.threshold)), value_parser = threshold)]
     mass_failure_threshold: Threshold,
     /// Mass-failure protection applies only with at least this many live members.
-    #[arg(long, env = "HEARTBEAT_MASS_FAILURE_MIN_MEMBERS", default_value_t = 10)]
+    #[arg(long, env = "HEARTBEAT_MASS_FAILURE_MIN_MEMBERS", default_value_t = MassFailure::default().min_members)]
     mass_failure_min_members: u32,
     /// Most listed members; a Join of a new identity beyond it gets RESOURCE_EXHAUSTED.
-    #[arg(long, env = "HEARTBEAT_MAX_MEMBERS", default_value_t = 100_000)]
+    #[arg(long, env = "HEARTBEAT_MAX_MEMBERS", default_value_t = defaults().max_members)]
     max_members: usize,
     /// Most connections at once over every port; at the limit a new one is admitted by closing the longest-idle one. Default: what the descriptor limit leaves room for.
     #[arg(long, env = "HEARTBEAT_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
     /// Close a connection that has had no open stream for this long (GOAWAY, then close).
-    #[arg(long, env = "HEARTBEAT_IDLE_TIMEOUT", value_parser = duration, default_value = "5m")]
-    idle_timeout: Duration,
+    #[arg(long, env = "HEARTBEAT_IDLE_TIMEOUT", value_parser = human_duration, default_value_t = defaults().idle_timeout.into())]
+    idle_timeout: HumanDuration,
     /// Most concurrent streams (members) per HTTP/2 connection.
     #[arg(
         long,
         env = "HEARTBEAT_MAX_STREAMS_PER_CONNECTION",
-        default_value_t = 16_384
+        default_value_t = defaults().max_concurrent_streams
     )]
     max_streams_per_connection: u32,
     /// Most WatchMembers streams open at once, server-wide; more get RESOURCE_EXHAUSTED.
-    #[arg(long, env = "HEARTBEAT_MAX_WATCHES", default_value_t = 10_000)]
+    #[arg(long, env = "HEARTBEAT_MAX_WATCHES", default_value_t = defaults().max_watches)]
     max_watches: usize,
     /// Most WatchMembers streams open at once on one connection; more get RESOURCE_EXHAUSTED.
     #[arg(
         long,
         env = "HEARTBEAT_MAX_WATCHES_PER_CONNECTION",
-        default_value_t = 100
+        default_value_t = defaults().max_watches_per_connection
     )]
     max_watches_per_connection: usize,
     /// Joins per second, server-wide; more get RESOURCE_EXHAUSTED and retry with backoff.
-    #[arg(long, env = "HEARTBEAT_MAX_JOIN_RATE", default_value_t = 2_000)]
+    #[arg(long, env = "HEARTBEAT_MAX_JOIN_RATE", default_value_t = defaults().max_join_rate)]
     max_join_rate: u32,
     /// Pings per second this server is sized for (measure it with `heartbeat bench`). Past it, members are told a longer interval in Pong.interval (up to half their timeout), then Joins get RESOURCE_EXHAUSTED. Unlimited when left out.
     #[arg(long, env = "HEARTBEAT_MAX_PING_RATE")]
@@ -106,6 +105,28 @@ pub struct ServeArgs {
 /// A fraction in (0, 1), or `off`.
 #[derive(Debug, Clone, Copy)]
 struct Threshold(Option<f64>);
+
+impl std::fmt::Display for Threshold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(v) => write!(f, "{v}"),
+            None => f.write_str("off"),
+        }
+    }
+}
+
+/// The library's defaults, which the flags' defaults show (never repeated
+/// here).
+fn defaults() -> ServerConfig {
+    ServerConfig::default()
+}
+
+/// A duration flag (`250ms`, `1s`, `2m`) that prints as one, for defaults.
+type HumanDuration = humantime::Duration;
+
+fn human_duration(s: &str) -> Result<HumanDuration, String> {
+    duration(s).map(Into::into)
+}
 
 fn threshold(s: &str) -> Result<Threshold, String> {
     if s == "off" {
@@ -148,13 +169,13 @@ impl ServeArgs {
 
     fn config(&self) -> ServerConfig {
         ServerConfig {
-            default_interval: self.default_interval,
-            default_timeout: self.default_timeout,
-            min_interval: self.min_interval,
-            max_interval: self.max_interval,
-            retention: self.retention,
-            join_timeout: self.join_timeout,
-            drain: self.drain,
+            default_interval: *self.default_interval,
+            default_timeout: *self.default_timeout,
+            min_interval: *self.min_interval,
+            max_interval: *self.max_interval,
+            retention: *self.retention,
+            join_timeout: *self.join_timeout,
+            drain: *self.drain,
             mass_failure: self.mass_failure_threshold.0.map(|threshold| MassFailure {
                 threshold,
                 min_members: self.mass_failure_min_members,
@@ -164,7 +185,7 @@ impl ServeArgs {
             max_connections: self
                 .max_connections
                 .unwrap_or_else(heartbeat::config::default_max_connections),
-            idle_timeout: self.idle_timeout,
+            idle_timeout: *self.idle_timeout,
             max_concurrent_streams: self.max_streams_per_connection,
             max_join_rate: self.max_join_rate,
             max_watches: self.max_watches,
@@ -246,5 +267,64 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener, E
             error!(addr = %addr, error = %e, "cannot listen ({what})");
             Err(ExitCode::from(1))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn flags_default_to_the_library_defaults() {
+        let cli = crate::cli::Cli::try_parse_from(["heartbeat", "serve"]).unwrap();
+        let crate::cli::Command::Serve(args) = cli.command else {
+            panic!("serve");
+        };
+        let (got, want) = (args.config(), ServerConfig::default());
+        assert_eq!(
+            (got.default_interval, got.default_timeout, got.min_interval),
+            (
+                want.default_interval,
+                want.default_timeout,
+                want.min_interval
+            )
+        );
+        assert_eq!(
+            (got.max_interval, got.retention, got.join_timeout, got.drain),
+            (
+                want.max_interval,
+                want.retention,
+                want.join_timeout,
+                want.drain
+            )
+        );
+        assert_eq!(
+            (
+                got.idle_timeout,
+                got.max_members,
+                got.max_concurrent_streams
+            ),
+            (
+                want.idle_timeout,
+                want.max_members,
+                want.max_concurrent_streams
+            )
+        );
+        assert_eq!(
+            (
+                got.max_watches,
+                got.max_watches_per_connection,
+                got.max_join_rate
+            ),
+            (
+                want.max_watches,
+                want.max_watches_per_connection,
+                want.max_join_rate
+            )
+        );
+        assert_eq!(got.mass_failure, want.mass_failure);
+        assert_eq!(got.max_connections, want.max_connections);
     }
 }
