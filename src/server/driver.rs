@@ -154,4 +154,44 @@ mod tests {
         // A deadline already past (before the epoch) is due now.
         assert_eq!(on_grid(epoch + ms(5), epoch), epoch + ms(5));
     }
+
+    /// The pause guard with the driver itself, in paused time: the clock
+    /// jumps 10 s at once (the server did not run), which no silent member
+    /// may pay for; a member that really stopped is DEAD one timeout after
+    /// the server runs again, not before.
+    #[tokio::test(start_paused = true)]
+    async fn a_stall_of_the_server_is_credited_before_anyone_is_judged() {
+        use crate::liveness::{JoinRequest, State, Status};
+        let cfg = crate::config::ServerConfig::default();
+        let shared = Shared::new(
+            cfg,
+            crate::health::HealthMap::new(),
+            crate::metrics::ServerMetrics::unregistered(),
+            std::time::SystemTime::now(),
+        );
+        let req = JoinRequest {
+            service: "web".into(),
+            instance: "a".into(),
+            interval: None,
+            timeout: None,
+            labels: Default::default(),
+            status: Status::Serving,
+        };
+        shared.with(|i| i.core.join(req, Instant::now()));
+        let state = || shared.with(|i| i.core.members(None)[0].state);
+        let driver = tokio::spawn(run(shared.clone()));
+        // Let the driver go to sleep, then stop the world for 10 s.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::advance(Duration::from_secs(10)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(state(), State::Alive, "the stall is not the member's fault");
+        assert!(shared.with(|i| i.core.stall()) >= Duration::from_secs(9));
+        // Silent from here on: SUSPECT after (1 s + 3 s) / 2, DEAD after 3 s.
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        assert_eq!(state(), State::Suspect);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(state(), State::Dead);
+        shared.drain.cancel();
+        driver.await.unwrap();
+    }
 }
