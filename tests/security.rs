@@ -50,15 +50,10 @@ async fn secure_server(pki: &Pki) -> Secure {
     let health = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (addr, health_addr) = (listener.local_addr().unwrap(), health.local_addr().unwrap());
     let (tx, rx) = oneshot::channel();
-    let task = tokio::spawn(heartbeat::server::run_full(
-        listener,
-        Some(health),
-        cfg,
-        heartbeat::metrics::ServerMetrics::unregistered(),
-        async {
-            let _ = rx.await;
-        },
-    ));
+    let server = heartbeat::server::Server::new(cfg).health_listener(health);
+    let task = tokio::spawn(server.serve(listener, async {
+        let _ = rx.await;
+    }));
     Secure {
         addr,
         health: health_addr,

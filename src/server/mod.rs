@@ -2,9 +2,25 @@
 //! core, the standard Health service over the names of SPEC §4, reflection
 //! (v1 and v1alpha), the timer driver, and shutdown.
 //!
-//! [`Server::serve`] (and [`run`]) takes a bound listener and any shutdown future (the mini-redis
-//! shape): the library never binds ports or reads argv, and tests run it on
-//! `127.0.0.1:0`.
+//! [`Server`] is the one entry point: a builder over the configuration
+//! whose [`Server::serve`] takes a bound listener and any shutdown future
+//! (the mini-redis shape): the library never binds ports or reads argv, and
+//! tests run it on `127.0.0.1:0`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use heartbeat::config::ServerConfig;
+//! use heartbeat::server::Server;
+//!
+//! let mut registry = heartbeat::metrics::registry();
+//! let metrics = heartbeat::metrics::ServerMetrics::new(&mut registry);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! Server::new(ServerConfig::default())
+//!     .metrics(metrics)
+//!     .serve(listener, async { let _ = tokio::signal::ctrl_c().await; })
+//!     .await?;
+//! # Ok(()) }
+//! ```
 
 mod beat;
 mod convert;
@@ -69,46 +85,6 @@ pub enum ServeError {
         /// What failed.
         error: std::io::Error,
     },
-}
-
-/// Serves on `listener` until `shutdown` completes (see [`Server::serve`]).
-pub async fn run(
-    listener: TcpListener,
-    cfg: ServerConfig,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), ServeError> {
-    Server::new(cfg).serve(listener, shutdown).await
-}
-
-/// [`run`], recording into `metrics` (registered by the caller in the
-/// registry it serves).
-pub async fn run_with_metrics(
-    listener: TcpListener,
-    cfg: ServerConfig,
-    metrics: ServerMetrics,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), ServeError> {
-    Server::new(cfg)
-        .metrics(metrics)
-        .serve(listener, shutdown)
-        .await
-}
-
-/// [`run_with_metrics`], plus `health_listener`: a plaintext port that
-/// serves only `grpc.health.v1.Health` (for kubelet probes, which cannot do
-/// mTLS).
-pub async fn run_full(
-    listener: TcpListener,
-    health_listener: Option<TcpListener>,
-    cfg: ServerConfig,
-    metrics: ServerMetrics,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), ServeError> {
-    let mut server = Server::new(cfg).metrics(metrics);
-    if let Some(l) = health_listener {
-        server = server.health_listener(l);
-    }
-    server.serve(listener, shutdown).await
 }
 
 /// One heartbeat server: its configuration and the ports it serves besides
@@ -208,25 +184,45 @@ impl Server {
         }
         let driver = tokio::spawn(driver::run(shared.clone()));
         shutdown.await;
-
-        info!("shutting down: health NOT_SERVING, draining streams");
-        health.set("", Some(Status::NotServing));
-        health.set(HEARTBEAT_SERVICE, Some(Status::NotServing));
-        shared.drain.cancel();
-        health.close_watches();
-        let _ = driver.await;
-        if let Some(writer) = writer {
-            let _ = writer.await;
-        }
-        // Keep answering (health NOT_SERVING, new Beats refused) for the grace
-        // period, so probes and load balancers see the server go unready before
-        // it stops accepting connections.
-        tokio::time::sleep(cfg.drain).await;
-        info!("closing the listeners and open connections");
-        edge.shutdown(cfg.drain).await;
-        info!("shut down");
+        stop(&shared, &health, &edge, driver, writer).await;
         Ok(())
     }
+}
+
+/// The shutdown after `shutdown` completed: health NOT_SERVING, streams
+/// drained, the driver and the state writer stopped, a grace of
+/// `cfg.drain`, then the edge closed. Every wait is bounded: the driver and
+/// the writer (a last save to a stuck disk) get `cfg.drain` (at least 1 s)
+/// each, the edge closes what is still open after another `cfg.drain`.
+async fn stop(
+    shared: &Arc<state::Shared>,
+    health: &HealthMap,
+    edge: &Edge,
+    driver: tokio::task::JoinHandle<()>,
+    writer: Option<tokio::task::JoinHandle<()>>,
+) {
+    let drain = shared.cfg.drain;
+    let bound = drain.max(std::time::Duration::from_secs(1));
+    info!("shutting down: health NOT_SERVING, draining streams");
+    health.set("", Some(Status::NotServing));
+    health.set(HEARTBEAT_SERVICE, Some(Status::NotServing));
+    shared.drain.cancel();
+    health.close_watches();
+    if tokio::time::timeout(bound, driver).await.is_err() {
+        tracing::warn!("the timer driver did not stop in time");
+    }
+    if let Some(writer) = writer
+        && tokio::time::timeout(bound, writer).await.is_err()
+    {
+        tracing::warn!("the last save of the state did not finish in time");
+    }
+    // Keep answering (health NOT_SERVING, new Beats refused) for the grace
+    // period, so probes and load balancers see the server go unready before
+    // it stops accepting connections.
+    tokio::time::sleep(drain).await;
+    info!("closing the listeners and open connections");
+    edge.shutdown(drain).await;
+    info!("shut down");
 }
 
 /// The gRPC port's services: Heartbeat, Health (read rule applied) and

@@ -79,14 +79,10 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
-        let handle = tokio::spawn(heartbeat::server::run_with_metrics(
-            listener,
-            cfg,
-            metrics,
-            async {
-                let _ = rx.await;
-            },
-        ));
+        let server = heartbeat::server::Server::new(cfg).metrics(metrics);
+        let handle = tokio::spawn(server.serve(listener, async {
+            let _ = rx.await;
+        }));
         Self {
             addr,
             shutdown: Some(tx),
