@@ -85,12 +85,18 @@ async fn server_metrics_follow_join_death_leave_and_rejections() {
     let before = scrape(&metrics).await;
     // Every known label value exists at 0 before the first event, and the
     // standard process metrics are there.
-    for reason in heartbeat::metrics::REJECTION_REASONS {
-        let key = format!("heartbeat_rejections_total{{reason=\"{reason}\"}}");
+    for reason in heartbeat::metrics::Rejection::ALL {
+        let key = format!(
+            "heartbeat_rejections_total{{reason=\"{}\"}}",
+            reason.as_str()
+        );
         assert_eq!(before.has(&key), 0.0);
     }
-    for reason in heartbeat::metrics::REFUSED_REASONS {
-        let key = format!("heartbeat_connections_refused_total{{reason=\"{reason}\"}}");
+    for reason in heartbeat::metrics::Refused::ALL {
+        let key = format!(
+            "heartbeat_connections_refused_total{{reason=\"{}\"}}",
+            reason.as_str()
+        );
         assert_eq!(before.has(&key), 0.0);
     }
     assert_eq!(before.has("heartbeat_state_save_failures_total"), 0.0);

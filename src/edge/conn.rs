@@ -45,12 +45,13 @@ enum Refused {
 }
 
 impl Refused {
-    fn reason(self) -> Option<&'static str> {
+    fn reason(self) -> Option<crate::metrics::Refused> {
+        use crate::metrics::Refused as Reason;
         match self {
-            Refused::Timeout => Some("handshake_timeout"),
-            Refused::NotHttp2 => Some("not_http2"),
-            Refused::NotTls => Some("not_tls"),
-            Refused::Tls => Some("tls_handshake"),
+            Refused::Timeout => Some(Reason::HandshakeTimeout),
+            Refused::NotHttp2 => Some(Reason::NotHttp2),
+            Refused::NotTls => Some(Reason::NotTls),
+            Refused::Tls => Some(Reason::TlsHandshake),
             Refused::Closed => None,
         }
     }

@@ -103,7 +103,8 @@ impl ConnTable {
             };
             let Some((_, victim)) = victim else {
                 drop(inner);
-                self.metrics.refused("connection_limit");
+                self.metrics
+                    .refused(crate::metrics::Refused::ConnectionLimit);
                 return None;
             };
             {

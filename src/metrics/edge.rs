@@ -8,18 +8,27 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-/// Why a connection was closed before it could be served.
-pub const REFUSED_REASONS: [&str; 5] = [
-    "connection_limit",
-    "handshake_timeout",
-    "not_http2",
-    "not_tls",
-    "tls_handshake",
-];
+label_values! {
+    /// Why a connection was closed before it could be served (the `reason`
+    /// of `heartbeat_connections_refused_total`).
+    pub enum Refused {
+        /// Every connection is busy (has a stream) at --max-connections.
+        ConnectionLimit => "connection_limit",
+        /// No TLS handshake, HTTP/2 preface or HTTP/1 request head within
+        /// --join-timeout.
+        HandshakeTimeout => "handshake_timeout",
+        /// The bytes are not HTTP/2 on a gRPC port.
+        NotHttp2 => "not_http2",
+        /// Plaintext on a TLS port.
+        NotTls => "not_tls",
+        /// The TLS handshake failed.
+        TlsHandshake => "tls_handshake",
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
-    reason: &'static str,
+    reason: Refused,
 }
 
 /// The edge's metrics; cheap to clone.
@@ -35,7 +44,7 @@ impl EdgeMetrics {
     /// Registers the edge metrics in `registry`.
     pub fn new(registry: &mut Registry) -> Self {
         let m = Self::default();
-        for reason in REFUSED_REASONS {
+        for &reason in Refused::ALL {
             let _ = m.refused.get_or_create(&ReasonLabels { reason });
         }
         registry.register(
@@ -45,7 +54,10 @@ impl EdgeMetrics {
         );
         registry.register(
             "connections_refused",
-            "Connections closed before being served, by reason (connection_limit: full of busy connections; handshake_timeout; not_http2; not_tls; tls_handshake)",
+            format!(
+                "Connections closed before being served, by reason ({})",
+                Refused::list()
+            ),
             m.refused.clone(),
         );
         registry.register(
@@ -74,7 +86,7 @@ impl EdgeMetrics {
         self.connections.dec();
     }
 
-    pub(crate) fn refused(&self, reason: &'static str) {
+    pub(crate) fn refused(&self, reason: Refused) {
         self.refused.get_or_create(&ReasonLabels { reason }).inc();
     }
 

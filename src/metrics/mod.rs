@@ -2,6 +2,41 @@
 //! that is passed in (no globals), typed labels, bounded cardinality (a
 //! `service` label, never an `instance` one), served as text on `/metrics`.
 
+/// A closed set of label values as an enum: its `ALL` (to create every
+/// series at 0), its text, and its Prometheus encoding. Help texts list
+/// `ALL`, so they cannot go stale.
+macro_rules! label_values {
+    ($(#[$m:meta])* $vis:vis enum $name:ident { $($(#[$vm:meta])* $variant:ident => $text:literal,)* }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+        $vis enum $name { $($(#[$vm])* $variant,)* }
+
+        impl $name {
+            /// Every value, in order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+
+            /// The label value.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text,)* }
+            }
+
+            /// The values, comma-separated, for help texts.
+            fn list() -> String {
+                Self::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", ")
+            }
+        }
+
+        impl prometheus_client::encoding::EncodeLabelValue for $name {
+            fn encode(
+                &self,
+                encoder: &mut prometheus_client::encoding::LabelValueEncoder<'_>,
+            ) -> std::fmt::Result {
+                std::fmt::Write::write_str(encoder, self.as_str())
+            }
+        }
+    };
+}
+
 mod edge;
 mod http;
 mod process;
@@ -9,10 +44,10 @@ mod server;
 
 #[cfg(feature = "client")]
 pub use crate::client::ClientMetrics;
-pub use edge::{EdgeMetrics, REFUSED_REASONS};
+pub use edge::{EdgeMetrics, Refused};
 pub use http::router;
 pub use process::ProcessCollector;
-pub use server::{MAX_SERVICE_LABELS, OTHER_SERVICES, REJECTION_REASONS, ServerMetrics};
+pub use server::{MAX_SERVICE_LABELS, OTHER_SERVICES, Rejection, ServerMetrics};
 
 use prometheus_client::registry::Registry;
 

@@ -16,24 +16,59 @@ use prometheus_client::registry::{Registry, Unit};
 use super::EdgeMetrics;
 use crate::liveness::{Event, EventKind, PingBudget, State, StreamEnd, Transition};
 
-/// Every reason a Beat stream is refused or ended for bad input (the
-/// `rejections` label), created at 0 so alerts see a series from the start.
-pub const REJECTION_REASONS: [&str; 14] = [
-    "invalid_argument",
-    "first_message_not_join",
-    "second_join",
-    "join_timeout",
-    "seq_not_increasing",
-    "ping_flood",
-    "draining",
-    "member_limit",
-    "join_rate",
-    "ping_budget",
-    "permission_denied",
-    "message_too_large",
-    "undecodable",
-    "watch_limit",
-];
+label_values! {
+    /// Why a Beat stream (or a watch) was refused or ended for bad input:
+    /// the `reason` of `heartbeat_rejections_total`.
+    pub enum Rejection {
+        /// A field broke a rule of SPEC §2.
+        InvalidArgument => "invalid_argument",
+        /// The first message was not a Join (or the stream was empty).
+        FirstMessageNotJoin => "first_message_not_join",
+        /// A second Join on the stream.
+        SecondJoin => "second_join",
+        /// No Join within --join-timeout.
+        JoinTimeout => "join_timeout",
+        /// A ping whose seq did not increase.
+        SeqNotIncreasing => "seq_not_increasing",
+        /// Too many pings within ten intervals.
+        PingFlood => "ping_flood",
+        /// The server is shutting down.
+        Draining => "draining",
+        /// --max-members reached.
+        MemberLimit => "member_limit",
+        /// --max-join-rate reached.
+        JoinRate => "join_rate",
+        /// --max-ping-rate would be exceeded.
+        PingBudget => "ping_budget",
+        /// The identity may not join the service.
+        PermissionDenied => "permission_denied",
+        /// A message over the size limit.
+        MessageTooLarge => "message_too_large",
+        /// Bytes that do not decode as the message.
+        Undecodable => "undecodable",
+        /// --max-watches or --max-watches-per-connection reached.
+        WatchLimit => "watch_limit",
+    }
+}
+
+/// A member state as the `state` label spells it (lower case).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct StateLabel(State);
+
+impl prometheus_client::encoding::EncodeLabelValue for StateLabel {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder<'_>,
+    ) -> std::fmt::Result {
+        let name = match self.0 {
+            State::Alive => "alive",
+            State::Suspect => "suspect",
+            State::Dead => "dead",
+            State::Left => "left",
+        };
+        std::fmt::Write::write_str(encoder, name)
+    }
+}
 
 const STATES: [State; 4] = [State::Alive, State::Suspect, State::Dead, State::Left];
 
@@ -46,21 +81,12 @@ pub const OTHER_SERVICES: &str = "_other";
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MemberLabels {
     service: String,
-    state: &'static str,
+    state: StateLabel,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
-    reason: &'static str,
-}
-
-fn state_name(s: State) -> &'static str {
-    match s {
-        State::Alive => "alive",
-        State::Suspect => "suspect",
-        State::Dead => "dead",
-        State::Left => "left",
-    }
+    reason: Rejection,
 }
 
 /// The metrics of one server; cheap to clone.
@@ -123,7 +149,7 @@ impl ServerMetrics {
             labels: Arc::default(),
         };
         m.stretch.set(1.0);
-        for reason in REJECTION_REASONS {
+        for &reason in Rejection::ALL {
             let _ = m.rejections.get_or_create(&ReasonLabels { reason });
         }
         registry.register(
@@ -151,7 +177,10 @@ impl ServerMetrics {
         );
         registry.register(
             "rejections",
-            "Beat streams refused or ended for bad input, by reason",
+            format!(
+                "Beat streams (and watches) refused or ended for bad input, by reason ({})",
+                Rejection::list()
+            ),
             m.rejections.clone(),
         );
         registry.register("pings", "Pings received", m.pings.clone());
@@ -272,7 +301,7 @@ impl ServerMetrics {
         self.streams.dec();
     }
 
-    pub(crate) fn rejected(&self, reason: &'static str) {
+    pub(crate) fn rejected(&self, reason: Rejection) {
         self.rejections
             .get_or_create(&ReasonLabels { reason })
             .inc();
@@ -310,7 +339,7 @@ impl ServerMetrics {
                 for state in STATES {
                     let _ = self.members.get_or_create(&MemberLabels {
                         service: label.to_string(),
-                        state: state_name(state),
+                        state: StateLabel(state),
                     });
                 }
                 label
@@ -319,7 +348,7 @@ impl ServerMetrics {
         drop(labels);
         let key = |s: State| MemberLabels {
             service: service.to_string(),
-            state: state_name(s),
+            state: StateLabel(s),
         };
         if let Some(from) = t.from {
             self.members.get_or_create(&key(from)).dec();
@@ -342,7 +371,7 @@ impl ServerMetrics {
                 for state in STATES {
                     self.members.remove(&MemberLabels {
                         service: label.to_string(),
-                        state: state_name(state),
+                        state: StateLabel(state),
                     });
                 }
             }

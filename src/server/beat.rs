@@ -29,6 +29,7 @@ use super::state::Shared;
 use crate::authz::Identity;
 use crate::liveness::timing::{MAX_PINGS_PER_WINDOW, PingWindow, rate_window};
 use crate::liveness::{MemberId, StreamEnd};
+use crate::metrics::Rejection;
 use crate::pb::heartbeat::v1::{
     BeatRequest, BeatResponse, Drain, Pong, Welcome, beat_request, beat_response,
 };
@@ -322,9 +323,9 @@ fn reject(shared: &Shared, e: BeatError) -> GrpcStatus {
 fn decode_error(shared: &Shared, status: GrpcStatus) -> GrpcStatus {
     match status.code() {
         tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => {
-            shared.metrics.rejected("message_too_large");
+            shared.metrics.rejected(Rejection::MessageTooLarge);
         }
-        tonic::Code::InvalidArgument => shared.metrics.rejected("undecodable"),
+        tonic::Code::InvalidArgument => shared.metrics.rejected(Rejection::Undecodable),
         _ => {}
     }
     status

@@ -6,6 +6,7 @@ use std::time::Duration;
 use tonic::{Code, Status};
 
 use crate::liveness::{Fenced, StreamEnd};
+use crate::metrics::Rejection;
 use crate::validate::Invalid;
 
 fn human(d: Duration) -> humantime::FormattedDuration {
@@ -88,19 +89,19 @@ impl BeatError {
 
     /// The `reason` label of `heartbeat_rejections_total` when this error
     /// is a rejection of bad input; `None` for ends decided by liveness.
-    pub fn rejection(&self) -> Option<&'static str> {
+    pub fn rejection(&self) -> Option<Rejection> {
         Some(match self {
-            BeatError::Invalid(_) => "invalid_argument",
-            BeatError::NotJoin(_) | BeatError::Empty => "first_message_not_join",
-            BeatError::SecondJoin => "second_join",
-            BeatError::JoinTimeout(_) => "join_timeout",
-            BeatError::Seq { .. } => "seq_not_increasing",
-            BeatError::Flood { .. } => "ping_flood",
-            BeatError::Draining => "draining",
-            BeatError::MemberLimit(_) => "member_limit",
-            BeatError::JoinRate(_) => "join_rate",
-            BeatError::PingBudget(_) => "ping_budget",
-            BeatError::PermissionDenied { .. } => "permission_denied",
+            BeatError::Invalid(_) => Rejection::InvalidArgument,
+            BeatError::NotJoin(_) | BeatError::Empty => Rejection::FirstMessageNotJoin,
+            BeatError::SecondJoin => Rejection::SecondJoin,
+            BeatError::JoinTimeout(_) => Rejection::JoinTimeout,
+            BeatError::Seq { .. } => Rejection::SeqNotIncreasing,
+            BeatError::Flood { .. } => Rejection::PingFlood,
+            BeatError::Draining => Rejection::Draining,
+            BeatError::MemberLimit(_) => Rejection::MemberLimit,
+            BeatError::JoinRate(_) => Rejection::JoinRate,
+            BeatError::PingBudget(_) => Rejection::PingBudget,
+            BeatError::PermissionDenied { .. } => Rejection::PermissionDenied,
             BeatError::Fenced(_) | BeatError::Dead(_) => return None,
         })
     }
@@ -169,8 +170,8 @@ mod tests {
         for e in all {
             let reason = e.rejection().expect("a rejection");
             assert!(
-                crate::metrics::REJECTION_REASONS.contains(&reason),
-                "{reason} is pre-created"
+                Rejection::ALL.contains(&reason),
+                "{reason:?} is pre-created"
             );
         }
     }

@@ -36,7 +36,7 @@ pub(crate) fn acquire(
         && c.watches.fetch_add(1, Ordering::AcqRel) >= max_per_connection
     {
         c.watches.fetch_sub(1, Ordering::AcqRel);
-        metrics.rejected("watch_limit");
+        metrics.rejected(crate::metrics::Rejection::WatchLimit);
         return Err(GrpcStatus::resource_exhausted(format!(
             "{max_per_connection} WatchMembers streams are already open on this connection (--max-watches-per-connection)"
         )));
@@ -46,7 +46,7 @@ pub(crate) fn acquire(
         if let Some(c) = &conn {
             c.watches.fetch_sub(1, Ordering::AcqRel);
         }
-        metrics.rejected("watch_limit");
+        metrics.rejected(crate::metrics::Rejection::WatchLimit);
         return Err(GrpcStatus::resource_exhausted(format!(
             "{max_total} WatchMembers streams are already open on this server (--max-watches)"
         )));
