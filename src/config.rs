@@ -158,6 +158,12 @@ impl ServerConfig {
 
     /// Checks every rule of SPEC §3 that the values must obey.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_timing()?;
+        self.validate_limits()
+    }
+
+    /// The intervals and timeouts.
+    fn validate_timing(&self) -> Result<(), ConfigError> {
         let fmt = |d: Duration| humantime::format_duration(d).to_string();
         let err = |m: String| Err(ConfigError(m));
         if self.min_interval < MIN_INTERVAL_FLOOR {
@@ -208,6 +214,12 @@ impl ServerConfig {
                 return err(format!("{name} must be greater than zero"));
             }
         }
+        Ok(())
+    }
+
+    /// The thresholds and limits.
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        let err = |m: String| Err(ConfigError(m));
         if let Some(m) = self.mass_failure
             && !(m.threshold > 0.0 && m.threshold < 1.0)
         {

@@ -56,32 +56,14 @@ pub async fn run(
     if let Some(check) = &cfg.check {
         // Decide the first status before joining: the Join carries it
         // (Join.status), so an unhealthy app is never advertised SERVING.
-        client_cfg.initial_status = match check.run(cfg.check_timeout).await {
-            Ok(()) => Status::Serving,
-            Err(e) => {
-                warn!(error = %e, "local check failing: reporting NOT_SERVING");
-                Status::NotServing
-            }
-        };
+        client_cfg.initial_status = first_status(check, cfg.check_timeout).await;
     }
     let client = Client::spawn(client_cfg)?;
     let health = HealthMap::new();
     health.set("", Some(Status::Serving));
     health.set(HEARTBEAT_SERVICE, Some(Status::NotServing));
     let stop = CancellationToken::new();
-
-    let endpoint = health_listener.map(|listener| {
-        let service = HealthService::new(health.clone()).into_server();
-        let port = crate::edge::Port::Grpc {
-            routes: tonic::service::Routes::new(service).prepare(),
-            tls: None,
-        };
-        tokio::spawn(crate::edge::serve_alone(
-            listener,
-            port,
-            stop.clone().cancelled_owned(),
-        ))
-    });
+    let endpoint = health_listener.map(|l| serve_health(l, &health, &stop));
     let reporter = tokio::spawn(report(client.subscribe(), health.clone()));
     let checker = cfg.check.clone().map(|check| {
         let status = client.member_status_sender();
@@ -109,6 +91,36 @@ pub async fn run(
         let _ = endpoint.await;
     }
     Ok(())
+}
+
+/// The status of the first Join: the local check's verdict.
+async fn first_status(check: &LocalCheck, timeout: std::time::Duration) -> Status {
+    match check.run(timeout).await {
+        Ok(()) => Status::Serving,
+        Err(e) => {
+            warn!(error = %e, "local check failing: reporting NOT_SERVING");
+            Status::NotServing
+        }
+    }
+}
+
+/// Serves the agent's own `grpc.health.v1.Health` on `listener` until
+/// `stop`.
+fn serve_health(
+    listener: TcpListener,
+    health: &HealthMap,
+    stop: &CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let service = HealthService::new(health.clone()).into_server();
+    let port = crate::edge::Port::Grpc {
+        routes: tonic::service::Routes::new(service).prepare(),
+        tls: None,
+    };
+    tokio::spawn(crate::edge::serve_alone(
+        listener,
+        port,
+        stop.clone().cancelled_owned(),
+    ))
 }
 
 /// Publishes client state changes to health, and logs each change once.

@@ -187,14 +187,22 @@ impl Report {
             ms(self.rtt_max),
             self.false_expiries,
         );
+        self.human_optional(&mut out);
+        out
+    }
+
+    /// The lines only some runs have: retries, hung members, slowed members,
+    /// the watch fan-out, the server's CPU and memory.
+    fn human_optional(&self, out: &mut String) {
+        let ms = |d: Duration| format!("{:.3} ms", d.as_secs_f64() * 1e3);
         if self.join_retries > 0 {
-            out += &format!(
+            *out += &format!(
                 "join retries        {} (RESOURCE_EXHAUSTED, retried with backoff)\n",
                 self.join_retries
             );
         }
         if self.hung > 0 {
-            out += &format!(
+            *out += &format!(
                 "hung detected       {}/{}\ndetection lateness  p50 {}  p99 {}  max {}\n",
                 self.hung_detected,
                 self.hung,
@@ -204,10 +212,10 @@ impl Report {
             );
         }
         if self.slowed > 0 {
-            out += &format!("slowed by server    {} (Pong.interval)\n", self.slowed);
+            *out += &format!("slowed by server    {} (Pong.interval)\n", self.slowed);
         }
         if let Some(w) = &self.watch {
-            out += &format!(
+            *out += &format!(
                 "health watch        {} flips to {} watchers: {}/{} delivered\n\
                  watch fan-out       p50 {}  p99 {}  max {}\n",
                 w.flips,
@@ -220,15 +228,14 @@ impl Report {
             );
         }
         if let Some(cpu) = self.cpu_per_ping {
-            out += &format!("server CPU/ping     {:.1} us\n", cpu.as_secs_f64() * 1e6);
+            *out += &format!("server CPU/ping     {:.1} us\n", cpu.as_secs_f64() * 1e6);
         }
         if let (Some(per), Some(rss)) = (self.rss_per_member, self.rss) {
-            out += &format!(
+            *out += &format!(
                 "server RSS          {:.1} MiB ({:.2} KiB per member)\n",
                 rss as f64 / 1048576.0,
                 per as f64 / 1024.0
             );
         }
-        out
     }
 }

@@ -44,6 +44,20 @@ pub struct JoinAs {
     pub status: Status,
 }
 
+impl JoinAs {
+    fn message(&self) -> Join {
+        Join {
+            service: self.service.clone(),
+            instance: self.instance.clone(),
+            interval: self.interval.map(duration_to_pb),
+            timeout: self.timeout.map(duration_to_pb),
+            labels: self.labels.clone().into_iter().collect(),
+            endpoint: String::new(),
+            status: wire_status(self.status),
+        }
+    }
+}
+
 /// How the stream is run.
 #[derive(Debug, Clone, Copy)]
 pub struct StreamOptions {
@@ -136,17 +150,8 @@ impl BeatStream {
     ) -> Result<Self, JoinError> {
         let deadline = Instant::now() + opts.wait;
         let (tx, rx) = mpsc::channel(opts.queue.max(1));
-        let message = Join {
-            service: join.service.clone(),
-            instance: join.instance.clone(),
-            interval: join.interval.map(duration_to_pb),
-            timeout: join.timeout.map(duration_to_pb),
-            labels: join.labels.clone().into_iter().collect(),
-            endpoint: String::new(),
-            status: wire_status(join.status),
-        };
         let _ = tx.try_send(BeatRequest {
-            kind: Some(beat_request::Kind::Join(message)),
+            kind: Some(beat_request::Kind::Join(join.message())),
         });
         let wait = humantime::format_duration(opts.wait);
         let mut client = HeartbeatClient::new(channel);

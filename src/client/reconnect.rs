@@ -52,58 +52,70 @@ pub(crate) async fn run(
         let url = &cfg.servers[next % cfg.servers.len()];
         let end = session::run(&mut ctx, url).await;
         debug!(server = %url, ?end, "session ended");
-        let wait = match end {
-            End::Left => {
-                status.send_modify(|s| s.state = ClientState::Left);
-                return;
-            }
-            End::Superseded(by) => {
-                status.send_modify(|s| {
-                    s.state = ClientState::Superseded;
-                    s.superseded_by = Some(by);
-                    s.last_error = Some(format!("superseded by session {by}"));
-                });
-                return;
-            }
-            End::Drained(after) => {
-                next += 1;
-                status.send_modify(|s| {
-                    s.state = ClientState::Reconnecting;
-                    s.last_error = Some(format!("drained by {url}"));
-                });
-                after
-            }
-            End::Lost(why) => {
-                let interval = status.borrow().interval;
-                status.send_modify(|s| {
-                    s.state = ClientState::Reconnecting;
-                    s.last_error = Some(why);
-                });
-                first_reconnect_delay(interval, rand::random())
-            }
-            End::Failed(why) => {
-                next += 1;
-                let mut failures = 0;
-                status.send_modify(|s| {
-                    s.failures += 1;
-                    failures = s.failures;
-                    if s.failures >= cfg.max_retries {
-                        s.state = ClientState::Offline;
-                    } else if s.state == ClientState::Online {
-                        // Welcomed, but no Pong came (SPEC §5).
-                        s.state = ClientState::Reconnecting;
-                    }
-                    s.last_error = Some(why);
-                });
-                cfg.backoff.delay(failures, rand::random())
-            }
+        let Some((wait, next_server)) = after(&cfg, &status, url, end) else {
+            return;
         };
+        next += usize::from(next_server);
         if let Some(m) = &cfg.metrics {
             m.reconnect();
         }
         if !pause(&mut ctx, wait).await {
             status.send_modify(|s| s.state = ClientState::Left);
             return;
+        }
+    }
+}
+
+/// What follows a session's `end`: the new state, and `None` to stop or
+/// how long to wait and whether to try the next server.
+fn after(
+    cfg: &ClientConfig,
+    status: &watch::Sender<ClientStatus>,
+    url: &str,
+    end: End,
+) -> Option<(Duration, bool)> {
+    match end {
+        End::Left => {
+            status.send_modify(|s| s.state = ClientState::Left);
+            None
+        }
+        End::Superseded(by) => {
+            status.send_modify(|s| {
+                s.state = ClientState::Superseded;
+                s.superseded_by = Some(by);
+                s.last_error = Some(format!("superseded by session {by}"));
+            });
+            None
+        }
+        End::Drained(after) => {
+            status.send_modify(|s| {
+                s.state = ClientState::Reconnecting;
+                s.last_error = Some(format!("drained by {url}"));
+            });
+            Some((after, true))
+        }
+        End::Lost(why) => {
+            let interval = status.borrow().interval;
+            status.send_modify(|s| {
+                s.state = ClientState::Reconnecting;
+                s.last_error = Some(why);
+            });
+            Some((first_reconnect_delay(interval, rand::random()), false))
+        }
+        End::Failed(why) => {
+            let mut failures = 0;
+            status.send_modify(|s| {
+                s.failures += 1;
+                failures = s.failures;
+                if s.failures >= cfg.max_retries {
+                    s.state = ClientState::Offline;
+                } else if s.state == ClientState::Online {
+                    // Welcomed, but no Pong came (SPEC §5).
+                    s.state = ClientState::Reconnecting;
+                }
+                s.last_error = Some(why);
+            });
+            Some((cfg.backoff.delay(failures, rand::random()), true))
         }
     }
 }

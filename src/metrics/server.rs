@@ -152,6 +152,16 @@ impl ServerMetrics {
         for &reason in Rejection::ALL {
             let _ = m.rejections.get_or_create(&ReasonLabels { reason });
         }
+        m.register_members(registry);
+        m.register_timing(registry);
+        m.register_load(registry);
+        m.register_state_dir(registry);
+        m
+    }
+
+    /// The member table and the Beat streams: counts and lifecycle events.
+    fn register_members(&self, registry: &mut Registry) {
+        let m = self;
         registry.register(
             "members",
             "Listed members by service and state",
@@ -184,6 +194,11 @@ impl ServerMetrics {
             m.rejections.clone(),
         );
         registry.register("pings", "Pings received", m.pings.clone());
+    }
+
+    /// How timely the server is: detection lateness, its own lag and stalls, mass-failure holds.
+    fn register_timing(&self, registry: &mut Registry) {
+        let m = self;
         registry.register_with_unit(
             "detection_lateness",
             "Time from a member's deadline to the server declaring it DEAD",
@@ -201,6 +216,16 @@ impl ServerMetrics {
             "Members held SUSPECT one more timeout because most members fell silent at once",
             m.holds.clone(),
         );
+        registry.register(
+            "stalls",
+            "Server stalls detected and credited to pending member deadlines",
+            m.stalls.clone(),
+        );
+    }
+
+    /// Load: the ping budget and the WatchMembers streams.
+    fn register_load(&self, registry: &mut Registry) {
+        let m = self;
         registry.register(
             "offered_ping_rate",
             "Pings per second the live members would send at their negotiated intervals",
@@ -226,6 +251,11 @@ impl ServerMetrics {
             "WatchMembers streams that fell too far behind and were sent a fresh snapshot",
             m.resyncs.clone(),
         );
+    }
+
+    /// Saving the table to --state-dir.
+    fn register_state_dir(&self, registry: &mut Registry) {
+        let m = self;
         registry.register(
             "state_save_failures",
             "Snapshots of the member table to --state-dir that failed (a full disk, a removed directory that cannot be created)",
@@ -236,12 +266,6 @@ impl ServerMetrics {
             "1 when the last snapshot to --state-dir succeeded, 0 when saving is failing",
             m.state_ok.clone(),
         );
-        registry.register(
-            "stalls",
-            "Server stalls detected and credited to pending member deadlines",
-            m.stalls.clone(),
-        );
-        m
     }
 
     /// Metrics registered nowhere (for servers nobody scrapes).

@@ -30,6 +30,9 @@ proptest! {
     /// strictly increase; no session comes back to life after DEAD or LEFT;
     /// at most one DEAD per session; the health names published through the
     /// outbox always equal what the member table implies.
+    ///
+    /// Long on purpose: one loop applies each operation and checks every
+    /// invariant right after it, so a shrunk failure names the step.
     #[test]
     fn invariants_hold(ops in prop::collection::vec(op(), 1..200)) {
         let t0 = Instant::now();
@@ -164,6 +167,9 @@ impl Model {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
+    /// The registry and the naive model above, fed the same operations,
+    /// agree on every member's state after each step. Long on purpose, as
+    /// `invariants_hold`: one loop, one comparison per step.
     #[test]
     fn matches_the_reference_model(ops in prop::collection::vec(op(), 1..250)) {
         let t0 = Instant::now();
