@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tonic::Code;
 
-use crate::client::{Dial, status_text};
+use crate::client::Dial;
 
 use crate::pb::health::v1::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -102,7 +102,9 @@ pub async fn check(
     };
     let connect = async {
         if !dial.is_tls() {
-            speaks_http2(&authority).await?;
+            speaks_http2(&authority)
+                .await
+                .map_err(|e| format!("{e} ({})", crate::client::PLAINTEXT_HINT))?;
         }
         dial.channel(url, connect_timeout)
             .await
@@ -126,7 +128,7 @@ pub async fn check(
     let call = client.check(request);
     match tokio::time::timeout(rpc_timeout, call).await {
         Err(_) => Outcome::RpcFailed(Code::DeadlineExceeded, "timeout".into()),
-        Ok(Err(s)) => Outcome::RpcFailed(s.code(), rpc_message(&s)),
+        Ok(Err(s)) => Outcome::RpcFailed(s.code(), rpc_message(dial, &s)),
         Ok(Ok(r)) => match ServingStatus::try_from(r.into_inner().status) {
             Ok(ServingStatus::Serving) => Outcome::Serving,
             Ok(other) => Outcome::NotServing(other.as_str_name().to_owned()),
@@ -136,8 +138,8 @@ pub async fn check(
 }
 
 /// The message of a failed call, with its transport cause if any.
-fn rpc_message(s: &tonic::Status) -> String {
-    let text = status_text(s);
+fn rpc_message(dial: &Dial, s: &tonic::Status) -> String {
+    let text = dial.explain(s);
     let code = format!("{:?}: ", s.code());
     text.strip_prefix(&code).map(str::to_owned).unwrap_or(text)
 }

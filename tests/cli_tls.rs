@@ -252,6 +252,14 @@ async fn connection_failures_name_their_cause() {
     .await;
     assert_eq!(code, 0, "{out}");
 
+    // Plaintext against the TLS port: the hint says what is likely wrong.
+    let (code, out) = Proc::run(&["check", "--server", &addr]).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("is it a TLS port? pass --tls-ca"), "{out}");
+    let (code, out) = Proc::run(&["members", "--server", &addr]).await;
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("is it a TLS port? pass --tls-ca"), "{out}");
+
     // Bad files fail at start, naming the flag.
     let not_pem = files.put("not.pem", "hello");
     let (code, out) = Proc::run(&["check", "--server", &addr, "--tls-ca", &not_pem]).await;

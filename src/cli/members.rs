@@ -58,10 +58,7 @@ pub(crate) fn main(args: MembersArgs) -> ExitCode {
         let response = match HeartbeatClient::new(channel).list_members(request).await {
             Ok(r) => r.into_inner(),
             Err(s) => {
-                eprintln!(
-                    "error: ListMembers failed: {}",
-                    heartbeat::client::status_text(&s)
-                );
+                eprintln!("error: ListMembers failed: {}", dial.explain(&s));
                 return ExitCode::from(3);
             }
         };

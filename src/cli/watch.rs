@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use clap::Args;
-use heartbeat::client::{Backoff, Dial, status_text};
+use heartbeat::client::{Backoff, Dial};
 use heartbeat::pb::heartbeat::v1::{
     EventType, MemberEvent, WatchMembersRequest, heartbeat_client::HeartbeatClient,
 };
@@ -91,7 +91,7 @@ async fn follow(dial: &Dial, url: &str, args: &WatchArgs) -> ExitCode {
                     since_revision: since,
                 });
                 match HeartbeatClient::new(channel).watch_members(request).await {
-                    Err(s) => format!("WatchMembers failed: {}", status_text(&s)),
+                    Err(s) => format!("WatchMembers failed: {}", dial.explain(&s)),
                     Ok(stream) => {
                         let mut stream = stream.into_inner();
                         loop {
@@ -108,7 +108,7 @@ async fn follow(dial: &Dial, url: &str, args: &WatchArgs) -> ExitCode {
                                     }
                                 }
                                 Ok(None) => break "the server ended the stream".to_owned(),
-                                Err(s) => break status_text(&s),
+                                Err(s) => break dial.explain(&s),
                             }
                         }
                     }

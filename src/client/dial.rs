@@ -28,6 +28,9 @@ struct Settings {
     authorization: Option<AsciiMetadataValue>,
 }
 
+/// Appended to plaintext failures that look like a TLS port.
+pub(crate) const PLAINTEXT_HINT: &str = "is it a TLS port? pass --tls-ca";
+
 /// A connection that could not be made, with its cause chain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot connect to {url}: {cause}")]
@@ -90,6 +93,22 @@ impl Dial {
                 "timeout after {}",
                 humantime::format_duration(wait)
             ))),
+        }
+    }
+
+    /// [`status_text`] of a failed call, with a hint when a plaintext call
+    /// died in the transport: the usual cause is a TLS port (which closes a
+    /// plaintext connection at once).
+    pub fn explain(&self, s: &tonic::Status) -> String {
+        let text = status_text(s);
+        let transport = matches!(
+            s.code(),
+            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+        ) && s.source().is_some();
+        if transport && !self.is_tls() {
+            format!("{text} ({PLAINTEXT_HINT})")
+        } else {
+            text
         }
     }
 
@@ -164,14 +183,15 @@ pub fn chain(e: &(dyn Error + 'static)) -> String {
 /// A failed call as one line: its code, message and, when the message
 /// does not already say it, the cause chain underneath (a transport failure).
 pub fn status_text(s: &tonic::Status) -> String {
-    let mut text = format!("{:?}: {}", s.code(), s.message());
-    if let Some(source) = s.source() {
-        let cause = chain(source);
-        if !s.message().contains(&cause) {
-            text = format!("{text}: {cause}");
-        }
-    }
-    text
+    let message = s.message();
+    let detail = match s.source().map(chain) {
+        Some(cause) if message.contains(&cause) => message.to_owned(),
+        // The cause repeats the message and says more: the cause alone.
+        Some(cause) if cause.contains(message) => cause,
+        Some(cause) => format!("{message}: {cause}"),
+        None => message.to_owned(),
+    };
+    format!("{:?}: {detail}", s.code())
 }
 
 #[cfg(test)]

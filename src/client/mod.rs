@@ -43,6 +43,7 @@ pub use config::{
     ClientConfig, ClientConfigError, ClientTls, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, server_url,
     server_url_with,
 };
+pub(crate) use dial::PLAINTEXT_HINT;
 pub use dial::{Dial, DialError, chain, status_text};
 pub use metrics::ClientMetrics;
 pub use state::{ClientState, ClientStatus};

@@ -16,7 +16,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tracing::debug;
 
 use super::LeaveError;
-use super::beat::{BeatStream, Ended, Incoming, JoinAs, StreamOptions};
+use super::beat::{BeatStream, Ended, Incoming, JoinAs, JoinError, StreamOptions};
 use super::config::ClientConfig;
 use super::state::{ClientState, ClientStatus};
 use crate::liveness::Status;
@@ -76,6 +76,9 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>, url: &str) -> End {
     };
     let mut stream = match BeatStream::open(channel, ctx.dial, &join, opts).await {
         Ok(s) => s,
+        Err(JoinError::Refused(s)) => {
+            return End::Failed(format!("join refused: {}", ctx.dial.explain(&s)));
+        }
         Err(e) => return End::Failed(e.to_string()),
     };
     // ONLINE at Welcome, but the attempt only counts as a success (failures
