@@ -16,6 +16,10 @@ for features in client server agent bench; do
   cargo clippy --locked --lib --no-default-features --features "$features" -- -D warnings
 done
 
+step "etcd for the cluster tests (Debian's etcd-server/etcd-client, unpacked under target/etcd)"
+HEARTBEAT_ETCD_BIN="$(scripts/etcd.sh)"
+export HEARTBEAT_ETCD_BIN
+
 step "Rust tests (unit, property, integration over real TCP)"
 cargo build --locked --bins
 if cargo nextest --version >/dev/null 2>&1; then
