@@ -6,7 +6,9 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// Where the etcd binaries are: `$HEARTBEAT_ETCD_BIN`, else target/etcd,
 /// else PATH.
