@@ -1,5 +1,7 @@
 //! Compiles `proto/` with protox (pure Rust, so no `protoc` is needed on the
-//! machine) and generates the tonic services with tonic-prost-build.
+//! machine) and generates the tonic services with tonic-prost-build: ours,
+//! and the clients of etcd's API for cluster mode (etcd-client's build needs
+//! `protoc`, which the default build must not).
 //!
 //! It also records the commit and build profile for `heartbeat --version`.
 //!
@@ -7,6 +9,12 @@
 //! rerun-if-changed lines, so both are done here.
 
 use std::{env, fs, path::PathBuf};
+
+/// etcd's v3 API, for cluster mode (see the files' headers).
+const ETCD_PROTOS: &[&str] = &[
+    "proto/etcd/mvccpb/kv.proto",
+    "proto/etcd/etcdserverpb/rpc.proto",
+];
 
 const PROTOS: &[&str] = &[
     "proto/heartbeat/v1/heartbeat.proto",
@@ -35,6 +43,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Small per-stream buffers (see src/codec.rs).
         .codec_path("crate::codec::SmallCodec")
         .compile_fds(fds)?;
+
+    // etcd's API (the subset cluster mode uses): clients only, tonic's own
+    // codec, and kept out of the descriptor set that reflection serves.
+    for proto in ETCD_PROTOS {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    let etcd = protox::compile(ETCD_PROTOS, ["proto"])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(false)
+        .compile_fds(etcd)?;
     Ok(())
 }
 

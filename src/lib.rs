@@ -12,6 +12,8 @@
 //! - [`health`]: `grpc.health.v1` over a status map: Check, Watch, List.
 //! - [`server`]: Beat / ListMembers / WatchMembers over the core, the timer
 //!   driver, and shutdown.
+//! - [`etcd`]: a thin client of etcd's v3 API for cluster mode: calls with
+//!   a deadline and endpoint rotation, and a lease keeper.
 //! - [`edge`]: every listening port's connections: handshake deadline, one
 //!   connection limit with eviction of the longest-idle, idle timeout,
 //!   `grpc-timeout` on streams, HTTP 415, bounded shutdown.
@@ -48,6 +50,8 @@ pub mod codec;
 pub mod config;
 #[cfg(feature = "server")]
 pub mod edge;
+#[cfg(feature = "server")]
+pub mod etcd;
 #[cfg(feature = "server")]
 pub mod health;
 pub mod liveness;
