@@ -123,7 +123,7 @@ impl Etcd {
         let (i, endpoint, channel) = self.current();
         let result = match tokio::time::timeout(self.deadline, call(channel)).await {
             Ok(Ok(r)) => return Ok(r.into_inner()),
-            Ok(Err(s)) => format!("{:?}: {}", s.code(), crate::client::status_text(&s)),
+            Ok(Err(s)) => format!("{:?}: {}", s.code(), s.message()),
             Err(_) => format!(
                 "no answer within {}",
                 humantime::format_duration(self.deadline)
