@@ -26,6 +26,31 @@ fn put(key: &str, value: &str, lease: i64) -> PutRequest {
     }
 }
 
+/// Creates `key` (a compare-and-swap on "does not exist", so a retry of
+/// a write that did land changes nothing), retrying while etcd elects a
+/// new leader; returns the revision that created it.
+async fn create_retry(etcd: &Etcd, key: &str) -> i64 {
+    let until = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(r) = etcd.txn(create(key, "v")).await {
+            if r.succeeded {
+                return r.header.unwrap().revision;
+            }
+            // An earlier attempt landed: its revision.
+            let got = etcd
+                .range(RangeRequest {
+                    key: key.into(),
+                    ..Default::default()
+                })
+                .await;
+            if let Ok(got) = got {
+                return got.kvs[0].create_revision;
+            }
+        }
+        assert!(Instant::now() < until, "no write within 15 s");
+    }
+}
+
 /// Put `key` only if it does not exist.
 fn create(key: &str, value: &str) -> TxnRequest {
     TxnRequest {
@@ -111,4 +136,138 @@ async fn the_keeper_keeps_its_lease_through_a_frozen_leader() {
         "{state:?}"
     );
     assert_eq!(get(&check, "/hb-t/replica", 0).await.as_deref(), Some("me"));
+}
+
+/// Receives the next mirrored item within a bound.
+async fn next(
+    feed: &mut tokio::sync::mpsc::Receiver<heartbeat::etcd::Mirrored>,
+) -> heartbeat::etcd::Mirrored {
+    tokio::time::timeout(Duration::from_secs(15), feed.recv())
+        .await
+        .expect("a mirrored item within 15 s")
+        .expect("the mirror runs")
+}
+
+/// The next change, skipping progress.
+async fn change(
+    feed: &mut tokio::sync::mpsc::Receiver<heartbeat::etcd::Mirrored>,
+) -> heartbeat::etcd::Mirrored {
+    loop {
+        match next(feed).await {
+            heartbeat::etcd::Mirrored::Progress(_) => continue,
+            other => return other,
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_mirror_delivers_every_change_once_in_order_through_a_frozen_member_and_compaction() {
+    use heartbeat::etcd::{Mirrored, mirror};
+    let cluster = EtcdCluster::start("client-mirror", 3);
+    // The mirror starts on member 0, which will freeze.
+    let etcd = Arc::new(Etcd::new(cluster.endpoints(), DEADLINE).unwrap());
+    let writer = Etcd::new(&cluster.endpoints()[1..], DEADLINE).unwrap();
+    writer.put(put("/hb-m/a", "1", 0)).await.unwrap();
+    writer
+        .put(put("/other/x", "not mirrored", 0))
+        .await
+        .unwrap();
+    let mut feed = mirror(etcd.clone(), b"/hb-m/".to_vec());
+    let Mirrored::Snapshot { revision, kvs } = next(&mut feed).await else {
+        panic!("a snapshot first");
+    };
+    assert_eq!(kvs.len(), 1);
+    assert_eq!(kvs[0].key, b"/hb-m/a");
+    let b = writer.put(put("/hb-m/b", "2", 0)).await.unwrap();
+    let Mirrored::Put(kv) = change(&mut feed).await else {
+        panic!("the put of b");
+    };
+    assert_eq!(
+        (kv.key.as_slice(), kv.mod_revision),
+        (&b"/hb-m/b"[..], b.header.unwrap().revision)
+    );
+    assert!(kv.mod_revision > revision);
+
+    // Freeze the member the mirror watches on; write meanwhile.
+    cluster.signal(0, "-STOP");
+    let mut revisions = vec![];
+    for i in 0..5 {
+        revisions.push(create_retry(&writer, &format!("/hb-m/k{i}")).await);
+    }
+    let seen: Vec<i64> = {
+        let mut seen = vec![];
+        while seen.len() < 5 {
+            match change(&mut feed).await {
+                Mirrored::Put(kv) => seen.push(kv.mod_revision),
+                other => panic!("expected the puts, got {other:?}"),
+            }
+        }
+        seen
+    };
+    cluster.signal(0, "-CONT");
+    assert_eq!(
+        seen, revisions,
+        "every change once, in order, after moving off the frozen member"
+    );
+
+    // A delete, then compaction past where a stopped watch would resume:
+    // the mirror takes a fresh snapshot.
+    let d = writer
+        .delete(heartbeat::etcd::pb::etcdserverpb::DeleteRangeRequest {
+            key: b"/hb-m/a".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        change(&mut feed).await,
+        Mirrored::Delete {
+            key: b"/hb-m/a".to_vec(),
+            revision: d.header.unwrap().revision
+        }
+    );
+
+    // Compaction past where the mirror would resume: freeze its member,
+    // write, compact to the head; when it moves on it cannot resume, and
+    // takes a fresh snapshot that has everything.
+    let on = cluster
+        .endpoints()
+        .iter()
+        .position(|e| e == etcd.current_endpoint())
+        .unwrap();
+    cluster.signal(on, "-STOP");
+    let rest: Vec<String> = (0..3)
+        .filter(|&i| i != on)
+        .map(|i| cluster.endpoints()[i].clone())
+        .collect();
+    let writer = Etcd::new(&rest, DEADLINE).unwrap();
+    let mut head = 0;
+    for i in 0..3 {
+        head = create_retry(&writer, &format!("/hb-m/late{i}")).await;
+    }
+    writer.compact(head).await.unwrap();
+    let snapshot = change(&mut feed).await;
+    cluster.signal(on, "-CONT");
+    let Mirrored::Snapshot { revision, kvs } = snapshot else {
+        panic!("a fresh snapshot after compaction, got {snapshot:?}");
+    };
+    assert!(revision >= head);
+    let keys: Vec<String> = kvs
+        .iter()
+        .map(|kv| String::from_utf8_lossy(&kv.key).into_owned())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "/hb-m/b",
+            "/hb-m/k0",
+            "/hb-m/k1",
+            "/hb-m/k2",
+            "/hb-m/k3",
+            "/hb-m/k4",
+            "/hb-m/late0",
+            "/hb-m/late1",
+            "/hb-m/late2"
+        ]
+    );
 }

@@ -8,9 +8,11 @@
 //! was on froze (CLUSTER.md). So build.rs compiles the subset of etcd's own
 //! protos that heartbeat uses (`proto/etcd/`) with protox, like ours, and
 //! this module adds the two things that matter: a deadline on every call
-//! and rotation to the next endpoint when one fails.
+//! and rotation to the next endpoint when one fails. On top: the lease
+//! keeper (`keeper.rs`) and the prefix mirror (`mirror.rs`).
 
 mod keeper;
+mod mirror;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -18,6 +20,7 @@ use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 
 pub use keeper::{KeeperState, LeaseKeeper};
+pub use mirror::{Mirrored, mirror, prefix_end};
 
 /// Generated etcd API (clients only).
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
@@ -33,10 +36,10 @@ pub mod pb {
 }
 
 use pb::etcdserverpb::{
-    DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest, LeaseRevokeRequest,
-    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, PutRequest, PutResponse, RangeRequest,
-    RangeResponse, TxnRequest, TxnResponse, kv_client::KvClient, lease_client::LeaseClient,
-    watch_client::WatchClient,
+    CompactionRequest, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest,
+    LeaseRevokeRequest, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, TxnRequest, TxnResponse, kv_client::KvClient,
+    lease_client::LeaseClient, watch_client::WatchClient,
 };
 
 /// A failed etcd call: which endpoint, and why.
@@ -158,6 +161,23 @@ impl Etcd {
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, EtcdError> {
         self.call(|c| async move { KvClient::new(c).txn(req).await })
             .await
+    }
+
+    /// Compacts the history up to `revision` (watches from before it can no
+    /// longer resume).
+    pub async fn compact(&self, revision: i64) -> Result<(), EtcdError> {
+        let req = CompactionRequest {
+            revision,
+            physical: true,
+        };
+        self.call(|c| async move { KvClient::new(c).compact(req).await })
+            .await
+            .map(|_| ())
+    }
+
+    /// The endpoint calls go to now.
+    pub fn current_endpoint(&self) -> &str {
+        self.current().1
     }
 
     /// Grants a lease of `ttl`; returns its id and the TTL etcd gave.
