@@ -12,6 +12,8 @@
 //! - [`health`]: `grpc.health.v1` over a status map: Check, Watch, List.
 //! - [`server`]: Beat / ListMembers / WatchMembers over the core, the timer
 //!   driver, and shutdown.
+//! - [`cluster`]: cluster mode on etcd (being built): the records and their
+//!   fenced writes.
 //! - [`etcd`]: a thin client of etcd's v3 API for cluster mode: calls with
 //!   a deadline and endpoint rotation, and a lease keeper.
 //! - [`edge`]: every listening port's connections: handshake deadline, one
@@ -45,6 +47,8 @@ pub mod authz;
 pub mod bench;
 #[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "server")]
+pub mod cluster;
 pub mod codec;
 #[cfg(feature = "server")]
 pub mod config;
