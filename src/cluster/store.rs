@@ -287,9 +287,55 @@ impl Store {
     }
 }
 
+/// The `MemberEvent.revision` of a member write: the cluster's epoch plus
+/// etcd's revision, which every member write has to itself (one key per
+/// transaction), so revisions strictly increase cluster-wide and across
+/// restarts (CLUSTER.md §2.6).
+pub fn revision(epoch: u64, kv: &KeyValue) -> u64 {
+    epoch + kv.mod_revision.max(0) as u64
+}
+
+/// The session of a stored member: the one it carries, or, in the Join's
+/// own write (which stores 0), the revision of that write.
+pub fn session(epoch: u64, kv: &KeyValue, stored: &StoredMember) -> u64 {
+    if stored.session == 0 {
+        revision(epoch, kv)
+    } else {
+        stored.session
+    }
+}
+
 fn first_kv(responses: &[crate::etcd::pb::etcdserverpb::ResponseOp]) -> Option<KeyValue> {
     match responses.first()?.response.as_ref()? {
         response_op::Response::ResponseRange(r) => r.kvs.first().cloned(),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_and_revisions_come_from_etcd_revisions() {
+        let epoch = 1_700_000_000_000_000;
+        let joined = KeyValue {
+            mod_revision: 42,
+            ..Default::default()
+        };
+        let fresh = StoredMember::default();
+        assert_eq!(revision(epoch, &joined), epoch + 42);
+        assert_eq!(session(epoch, &joined, &fresh), epoch + 42);
+        // A later write of that session carries it explicitly.
+        let later = KeyValue {
+            mod_revision: 50,
+            ..Default::default()
+        };
+        let carried = StoredMember {
+            session: epoch + 42,
+            ..Default::default()
+        };
+        assert_eq!(session(epoch, &later, &carried), epoch + 42);
+        assert_eq!(revision(epoch, &later), epoch + 50);
     }
 }
