@@ -161,12 +161,15 @@ impl Store {
         format!("{}replicas/{id}", self.prefix).into_bytes()
     }
 
-    /// The cluster's epoch: the one already stored, or `now_us` when this
-    /// replica is the first.
-    pub async fn epoch(&self, now_us: u64) -> Result<u64, EtcdError> {
-        let key = format!("{}meta/epoch", self.prefix).into_bytes();
-        let r = self
-            .etcd
+    /// Puts `value` at `key` (on `lease`, 0 = none) only if the key does
+    /// not exist; otherwise returns what is there.
+    async fn create(
+        &self,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        lease: i64,
+    ) -> Result<crate::etcd::pb::etcdserverpb::TxnResponse, EtcdError> {
+        self.etcd
             .txn(TxnRequest {
                 compare: vec![txn_compare(
                     key.clone(),
@@ -176,13 +179,21 @@ impl Store {
                 success: vec![RequestOp {
                     request: Some(request_op::Request::RequestPut(PutRequest {
                         key: key.clone(),
-                        value: now_us.to_string().into_bytes(),
+                        value,
+                        lease,
                         ..Default::default()
                     })),
                 }],
                 failure: vec![range(key)],
             })
-            .await?;
+            .await
+    }
+
+    /// The cluster's epoch: the one already stored, or `now_us` when this
+    /// replica is the first.
+    pub async fn epoch(&self, now_us: u64) -> Result<u64, EtcdError> {
+        let key = format!("{}meta/epoch", self.prefix).into_bytes();
+        let r = self.create(key, now_us.to_string().into_bytes(), 0).await?;
         if r.succeeded {
             return Ok(now_us);
         }
@@ -193,32 +204,16 @@ impl Store {
             .unwrap_or(now_us))
     }
 
-    /// Registers replica `id` on `lease`; its fence. `None` when the key
+    /// Registers replica `id` on its lease; its fence. `None` when the key
     /// exists already (the id is not fresh).
     pub async fn register(
         &self,
         id: &str,
         replica: &StoredReplica,
     ) -> Result<Option<Fence>, EtcdError> {
-        let key = self.replica_key(id);
+        let value = prost::Message::encode_to_vec(replica);
         let r = self
-            .etcd
-            .txn(TxnRequest {
-                compare: vec![txn_compare(
-                    key.clone(),
-                    compare::CompareTarget::Create,
-                    compare::TargetUnion::CreateRevision(0),
-                )],
-                success: vec![RequestOp {
-                    request: Some(request_op::Request::RequestPut(PutRequest {
-                        key,
-                        value: prost::Message::encode_to_vec(replica),
-                        lease: replica.lease,
-                        ..Default::default()
-                    })),
-                }],
-                failure: vec![],
-            })
+            .create(self.replica_key(id), value, replica.lease)
             .await?;
         Ok(r.succeeded.then(|| Fence {
             replica: id.to_owned(),

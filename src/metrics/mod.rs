@@ -21,7 +21,7 @@ macro_rules! label_values {
             }
 
             /// The values, comma-separated, for help texts.
-            fn list() -> String {
+            pub(crate) fn list() -> String {
                 Self::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", ")
             }
         }
@@ -39,6 +39,7 @@ macro_rules! label_values {
 
 mod edge;
 mod http;
+mod labels;
 mod process;
 mod server;
 
