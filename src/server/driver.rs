@@ -83,24 +83,30 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         });
         let target = next.map_or(now + TICK, |n| on_grid(epoch, n).min(now + TICK));
         sleep.as_mut().reset(target);
-        tokio::select! {
-            _ = &mut sleep => {
-                let lag = Instant::now().saturating_duration_since(target);
-                shared.metrics.scheduler_lag(lag);
-                let judged = judge(lag, shared.cfg.min_interval);
-                if judged == Stall::CreditAndWarn {
-                    warn!(
-                        lag_ms = lag.as_millis() as u64,
-                        "the server was stalled; pending member deadlines extended by the stall"
-                    );
-                }
-                if judged != Stall::None {
-                    shared.metrics.stalled();
-                    stall = Some(lag);
-                }
-            }
-            _ = shared.wake.notified() => {}
+        let slept = tokio::select! {
+            _ = &mut sleep => true,
+            _ = shared.wake.notified() => false,
             _ = shared.drain.cancelled() => return,
+        };
+        // Lateness counts whichever branch woke us: after a stall the
+        // timer and a wake-up (a Join that moved the earliest deadline) are
+        // ready together, and a wake-up taken first must not skip the
+        // credit, or the next poll declares DEAD the members the stall
+        // silenced.
+        let lag = Instant::now().saturating_duration_since(target);
+        if slept || !lag.is_zero() {
+            shared.metrics.scheduler_lag(lag);
+        }
+        let judged = judge(lag, shared.cfg.min_interval);
+        if judged == Stall::CreditAndWarn {
+            warn!(
+                lag_ms = lag.as_millis() as u64,
+                "the server was stalled; pending member deadlines extended by the stall"
+            );
+        }
+        if judged != Stall::None {
+            shared.metrics.stalled();
+            stall = Some(lag);
         }
     }
 }
@@ -180,9 +186,12 @@ mod tests {
         shared.with(|i| i.core.join(req, Instant::now()));
         let state = || shared.with(|i| i.core.members(None)[0].state);
         let driver = tokio::spawn(run(shared.clone()));
-        // Let the driver go to sleep, then stop the world for 10 s.
+        // Let the driver go to sleep, then stop the world for 10 s; a
+        // wake-up (a Join elsewhere) is ready at the same moment as the
+        // late timer.
         tokio::time::sleep(Duration::from_millis(100)).await;
         tokio::time::advance(Duration::from_secs(10)).await;
+        shared.wake.notify_one();
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(state(), State::Alive, "the stall is not the member's fault");
         assert!(shared.with(|i| i.core.stall()) >= Duration::from_secs(9));
