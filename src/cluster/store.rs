@@ -60,6 +60,12 @@ pub struct StoredMember {
     /// `Join.endpoint`, when given.
     #[prost(string, tag = "10")]
     pub endpoint: String,
+    /// When the session joined: µs since the Unix epoch (display only).
+    #[prost(uint64, tag = "11")]
+    pub joined_at_us: u64,
+    /// When the record last changed: µs since the Unix epoch (display only).
+    #[prost(uint64, tag = "12")]
+    pub changed_at_us: u64,
 }
 
 /// A replica as stored on its lease.

@@ -143,6 +143,9 @@ pub struct MemberView {
     pub joined_at: Instant,
     /// When the last ping (or the Join) was observed.
     pub last_seen: Instant,
+    /// The replica holding the member's stream (cluster mode; `None` in
+    /// one server).
+    pub replica: Option<Arc<str>>,
 }
 
 impl MemberView {
@@ -218,6 +221,22 @@ impl Reason {
             Reason::Leave => "leave",
             Reason::Retention => "retention",
         }
+    }
+
+    /// The reason named by [`Reason::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        const ALL: [Reason; 9] = [
+            Reason::Join,
+            Reason::Rejoin,
+            Reason::Takeover,
+            Reason::Late,
+            Reason::Revived,
+            Reason::Status,
+            Reason::Timeout,
+            Reason::Leave,
+            Reason::Retention,
+        ];
+        ALL.into_iter().find(|r| r.as_str() == s)
     }
 }
 

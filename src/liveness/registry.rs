@@ -28,6 +28,7 @@ use super::member::{Event, EventKind, Fenced, MemberId, Reason, State, Status};
 use super::timing::Bounds;
 
 mod account;
+mod apply;
 mod entry;
 mod expiry;
 mod join;
@@ -108,6 +109,10 @@ pub struct Registry {
     revision: u64,
     next_session: u64,
     history: VecDeque<Arc<Event>>,
+    /// Revision of the last event no longer in the history (or of the
+    /// empty table): a resume from before it needs a snapshot. Revisions
+    /// may have gaps (a cluster's view counts etcd's revisions).
+    forgotten: u64,
     outbox: Outbox,
     /// Total time the server itself was stalled (see [`Registry::stalled`]).
     stall: Duration,
@@ -127,6 +132,7 @@ impl Registry {
             revision: cfg.initial_revision,
             next_session: cfg.initial_session,
             history: VecDeque::with_capacity(cfg.history.min(1024)),
+            forgotten: cfg.initial_revision,
             cfg,
             slots: Vec::new(),
             gens: Vec::new(),
@@ -221,6 +227,10 @@ impl Registry {
     /// Applies every transition due at `now`.
     pub fn poll(&mut self, now: Instant) {
         while let Some((_, slot)) = self.queue.pop_due(now) {
+            // A member forgotten while queued leaves its entry behind.
+            if self.slots[slot as usize].is_none() {
+                continue;
+            }
             loop {
                 let due = self.due(slot);
                 if due > now {

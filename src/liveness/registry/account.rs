@@ -43,7 +43,13 @@ impl Registry {
     }
 
     pub(super) fn emit(&mut self, kind: EventKind, reason: Reason, slot: u32) {
-        self.revision += 1;
+        self.emit_at(self.revision + 1, kind, reason, slot);
+    }
+
+    /// [`Registry::emit`] at a given revision (greater than the last).
+    pub(super) fn emit_at(&mut self, revision: u64, kind: EventKind, reason: Reason, slot: u32) {
+        debug_assert!(revision > self.revision, "revisions strictly increase");
+        self.revision = revision;
         let member = self.entry_mut(slot).view.clone();
         let event = Arc::new(Event {
             revision: self.revision,
@@ -52,9 +58,13 @@ impl Registry {
             member,
             slot,
         });
-        if self.cfg.history > 0 {
-            if self.history.len() == self.cfg.history {
-                self.history.pop_front();
+        if self.cfg.history == 0 {
+            self.forgotten = self.revision;
+        } else {
+            if self.history.len() == self.cfg.history
+                && let Some(old) = self.history.pop_front()
+            {
+                self.forgotten = old.revision;
             }
             self.history.push_back(event.clone());
         }

@@ -65,9 +65,16 @@ impl Registry {
     /// Accepts a validated Join: a new member, or a new session of a known
     /// one (a live older session is superseded and its stream ended).
     pub fn join(&mut self, req: JoinRequest, now: Instant) -> Joined {
-        let (base, timeout) = negotiate(&self.cfg.bounds, req.interval, req.timeout);
         let session = self.next_session;
-        self.next_session += 1;
+        self.join_as(req, session, now)
+    }
+
+    /// [`Registry::join`] with a session decided elsewhere (a cluster's
+    /// commit revision, SPEC §7.3); it must be larger than every session
+    /// this table handed out or was given.
+    pub fn join_as(&mut self, req: JoinRequest, session: u64, now: Instant) -> Joined {
+        let (base, timeout) = negotiate(&self.cfg.bounds, req.interval, req.timeout);
+        self.next_session = self.next_session.max(session + 1);
         let name = format!("{}/{}", req.service, req.instance);
         let fresh = Fresh {
             base,
@@ -158,6 +165,7 @@ impl Registry {
             timeout: f.timeout,
             joined_at: f.now,
             last_seen: f.now,
+            replica: None,
         };
         let slot = self.alloc(Entry {
             base_interval: f.base,
@@ -193,6 +201,7 @@ impl Registry {
             timeout,
             joined_at: now,
             last_seen: now,
+            replica: None,
         };
         let health = view.health();
         let slot = self.alloc(Entry {

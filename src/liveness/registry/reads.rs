@@ -101,16 +101,10 @@ impl Registry {
     /// Every event after `since` (exclusive), or `None` when the history no
     /// longer holds them (or `since` is not of this run): take a snapshot.
     pub fn events_since(&self, since: u64) -> Option<impl Iterator<Item = &Arc<Event>>> {
-        if since > self.revision {
+        if since > self.revision || since < self.forgotten {
             return None;
         }
-        let first = self
-            .history
-            .front()
-            .map_or(self.revision + 1, |e| e.revision);
-        if since + 1 < first {
-            return None;
-        }
-        Some(self.history.iter().skip((since + 1 - first) as usize))
+        let skip = self.history.partition_point(|e| e.revision <= since);
+        Some(self.history.iter().skip(skip))
     }
 }
