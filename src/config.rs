@@ -67,6 +67,52 @@ pub struct ServerConfig {
     pub tls: Option<TlsFiles>,
     /// Who may join what, and who may read (`None` = everybody may).
     pub authz: Option<crate::authz::Authz>,
+    /// Cluster mode: the member table in etcd, shared by every replica
+    /// (SPEC §7; `None` = the embedded table of one server).
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// Where the cluster's records are kept (SPEC §7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// etcd client URLs (`host:port` or `http(s)://host:port`).
+    pub endpoints: Vec<String>,
+    /// Key prefix of the cluster's records.
+    pub prefix: String,
+    /// TTL of this replica's lease: how long after it stops its members are
+    /// SUSPECT (then one member timeout more until DEAD).
+    pub lease_ttl: Duration,
+    /// The address peers and operators see (`None` = the bound address).
+    pub advertise: Option<String>,
+    /// TLS to etcd (`None` = plaintext).
+    pub tls: Option<EtcdTls>,
+}
+
+/// PEM contents for TLS to etcd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdTls {
+    /// CA that etcd's certificates chain to.
+    pub ca: Vec<u8>,
+    /// Client certificate and key, when etcd asks for one.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Shortest `--etcd-lease-ttl` (SPEC §7): about etcd's own minimum (1.5×
+/// its election timeout) with room for one missed keepalive.
+pub const MIN_LEASE_TTL: Duration = Duration::from_secs(2);
+/// Longest `--etcd-lease-ttl` (SPEC §7).
+pub const MAX_LEASE_TTL: Duration = Duration::from_secs(60);
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            endpoints: Vec::new(),
+            prefix: "/heartbeat/".into(),
+            lease_ttl: Duration::from_secs(10),
+            advertise: None,
+            tls: None,
+        }
+    }
 }
 
 /// PEM contents for TLS on the server.
@@ -107,6 +153,7 @@ impl Default for ServerConfig {
             max_ping_rate: None,
             tls: None,
             authz: None,
+            cluster: None,
         }
     }
 }
@@ -159,7 +206,38 @@ impl ServerConfig {
     /// Checks every rule of SPEC §3 that the values must obey.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_timing()?;
-        self.validate_limits()
+        self.validate_limits()?;
+        self.validate_cluster()
+    }
+
+    /// Cluster mode's flags, and what cannot go with them.
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let Some(c) = &self.cluster else {
+            return Ok(());
+        };
+        let err = |m: String| Err(ConfigError(m));
+        if self.state_dir.is_some() {
+            return err(
+                "--state-dir and --etcd-endpoints cannot be used together: the table is either on disk or in etcd"
+                    .into(),
+            );
+        }
+        if c.endpoints.is_empty() || c.endpoints.iter().any(|e| e.trim().is_empty()) {
+            return err("--etcd-endpoints needs at least one URL, and no empty one".into());
+        }
+        if !(MIN_LEASE_TTL..=MAX_LEASE_TTL).contains(&c.lease_ttl) {
+            return err(format!(
+                "--etcd-lease-ttl {} is outside [2s, 60s]",
+                humantime::format_duration(c.lease_ttl)
+            ));
+        }
+        if !c.prefix.starts_with('/') || !c.prefix.ends_with('/') {
+            return err(format!(
+                "--etcd-prefix {:?} must start and end with '/'",
+                c.prefix
+            ));
+        }
+        Ok(())
     }
 
     /// The intervals and timeouts.

@@ -5,6 +5,7 @@
 mod beat;
 mod bench;
 mod check;
+mod cluster;
 mod connect;
 mod filter;
 mod logging;

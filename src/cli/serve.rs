@@ -100,6 +100,8 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "HEARTBEAT_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
+    #[command(flatten)]
+    cluster: super::cluster::ClusterArgs,
 }
 
 /// A fraction in (0, 1), or `off`.
@@ -122,9 +124,9 @@ fn defaults() -> ServerConfig {
 }
 
 /// A duration flag (`250ms`, `1s`, `2m`) that prints as one, for defaults.
-type HumanDuration = humantime::Duration;
+pub(super) type HumanDuration = humantime::Duration;
 
-fn human_duration(s: &str) -> Result<HumanDuration, String> {
+pub(super) fn human_duration(s: &str) -> Result<HumanDuration, String> {
     duration(s).map(Into::into)
 }
 
@@ -140,7 +142,7 @@ fn threshold(s: &str) -> Result<Threshold, String> {
     }
 }
 
-fn read(flag: &str, path: &std::path::Path) -> Result<Vec<u8>, String> {
+pub(super) fn read(flag: &str, path: &std::path::Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("{flag} {}: {e}", path.display()))
 }
 
@@ -205,8 +207,9 @@ pub(crate) fn main(args: ServeArgs) -> ExitCode {
         tracing::debug!(error = %e, "cannot raise the descriptor limit");
     }
     let mut cfg = args.config();
-    match args.security() {
-        Ok((tls, authz)) => (cfg.tls, cfg.authz) = (tls, authz),
+    let security = args.security();
+    match security.and_then(|s| Ok((s, args.cluster.config()?))) {
+        Ok(((tls, authz), cluster)) => (cfg.tls, cfg.authz, cfg.cluster) = (tls, authz, cluster),
         Err(e) => {
             error!(error = %e, "cannot start");
             return ExitCode::from(1);

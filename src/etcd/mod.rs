@@ -17,7 +17,7 @@ mod mirror;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 pub use keeper::{KeeperState, LeaseKeeper};
 pub use mirror::{Mirrored, mirror, prefix_end};
@@ -62,10 +62,12 @@ pub struct Etcd {
     deadline: Duration,
 }
 
-/// `host:port` or `http://host:port` → `http://host:port`.
-fn url(endpoint: &str) -> String {
+/// `host:port` or `http(s)://host:port` → a URL (https when `tls`).
+fn url(endpoint: &str, tls: bool) -> String {
     if endpoint.contains("://") {
         endpoint.to_owned()
+    } else if tls {
+        format!("https://{endpoint}")
     } else {
         format!("http://{endpoint}")
     }
@@ -75,21 +77,44 @@ impl Etcd {
     /// Clients of `endpoints` (connected lazily, reconnecting by
     /// themselves); every call is bounded by `deadline`.
     pub fn new(endpoints: &[String], deadline: Duration) -> Result<Self, String> {
+        Self::with_tls(endpoints, deadline, None)
+    }
+
+    /// [`Etcd::new`] over TLS when `tls` is given (`https://` endpoints;
+    /// a bare `host:port` then means https).
+    pub fn with_tls(
+        endpoints: &[String],
+        deadline: Duration,
+        tls: Option<&crate::config::EtcdTls>,
+    ) -> Result<Self, String> {
         if endpoints.is_empty() {
             return Err("no etcd endpoint".into());
         }
+        let tls = tls.map(|t| {
+            let mut cfg = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&t.ca));
+            if let Some((cert, key)) = &t.identity {
+                cfg = cfg.identity(Identity::from_pem(cert, key));
+            }
+            cfg
+        });
         let channels = endpoints
             .iter()
             .map(|e| {
-                Endpoint::from_shared(url(e))
-                    .map(|ep| {
-                        ep.connect_timeout(deadline)
-                            .tcp_nodelay(true)
-                            .connect_lazy()
-                    })
-                    .map_err(|err| format!("etcd endpoint {e:?}: {err}"))
+                let url = url(e, tls.is_some());
+                let ep = Endpoint::from_shared(url)
+                    .map_err(|err| format!("etcd endpoint {e:?}: {err}"))?;
+                let ep = match &tls {
+                    Some(cfg) => ep
+                        .tls_config(cfg.clone())
+                        .map_err(|err| format!("etcd endpoint {e:?}: TLS: {err}"))?,
+                    None => ep,
+                };
+                Ok(ep
+                    .connect_timeout(deadline)
+                    .tcp_nodelay(true)
+                    .connect_lazy())
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, String>>()?;
         Ok(Self {
             endpoints: endpoints.to_vec(),
             channels,

@@ -22,6 +22,9 @@ label_values! {
         PingFlood => "ping_flood",
         /// The server is shutting down.
         Draining => "draining",
+        /// Cluster mode: etcd could not be written (or this replica's
+        /// authority is in doubt).
+        RegistryUnavailable => "registry_unavailable",
         /// --max-members reached.
         MemberLimit => "member_limit",
         /// --max-join-rate reached.

@@ -37,6 +37,7 @@ macro_rules! label_values {
     };
 }
 
+mod cluster;
 mod edge;
 mod http;
 mod labels;
@@ -45,6 +46,7 @@ mod server;
 
 #[cfg(feature = "client")]
 pub use crate::client::ClientMetrics;
+pub use cluster::{AuthorityLabel, ClusterMetrics};
 pub use edge::{EdgeMetrics, Refused};
 pub use http::router;
 pub use process::ProcessCollector;

@@ -55,6 +55,8 @@ pub struct ServerMetrics {
     holds: Counter,
     /// The edge's metrics, registered in the same registry.
     pub(crate) edge: EdgeMetrics,
+    /// Cluster mode's metrics.
+    pub(crate) cluster: super::ClusterMetrics,
     offered: Gauge<f64, AtomicU64>,
     state_failures: Counter,
     watches: Gauge,
@@ -87,6 +89,7 @@ impl ServerMetrics {
             stalls: Counter::default(),
             holds: Counter::default(),
             edge: EdgeMetrics::new(registry),
+            cluster: super::ClusterMetrics::new(registry),
             offered: Gauge::default(),
             state_failures: Counter::default(),
             watches: Gauge::default(),
@@ -331,6 +334,12 @@ impl ServerMetrics {
         if let Some(late) = t.late_by {
             self.lateness.observe(late.as_secs_f64());
         }
+    }
+
+    /// How late a DEAD was detected (cluster mode, where state gauges
+    /// follow the cluster's table and not this replica's core).
+    pub(crate) fn lateness(&self, late: std::time::Duration) {
+        self.lateness.observe(late.as_secs_f64());
     }
 
     /// A service has no member left: drop its series.

@@ -25,10 +25,10 @@ use tracing::debug;
 
 use super::convert::duration;
 use super::error::BeatError;
-use super::state::Shared;
+use super::state::{Inner, Shared};
 use crate::authz::Identity;
 use crate::liveness::timing::{MAX_PINGS_PER_WINDOW, PingWindow, rate_window};
-use crate::liveness::{MemberId, StreamEnd};
+use crate::liveness::{Fenced, JoinRequest, MemberId, StreamEnd};
 use crate::metrics::Rejection;
 use crate::pb::heartbeat::v1::{
     BeatRequest, BeatResponse, Drain, Pong, Welcome, beat_request, beat_response,
@@ -122,7 +122,7 @@ impl Session {
         };
         self.phase = Phase::Done;
         match msg {
-            Ok(Some(req)) => Some(match first(shared, &self.identity, req) {
+            Ok(Some(req)) => Some(match first(shared, &self.identity, req).await {
                 Ok((joined, welcome)) => {
                     self.phase = Phase::Joined(joined);
                     Ok(welcome)
@@ -181,8 +181,31 @@ impl Session {
     }
 }
 
-fn first(
+/// The server-wide limits a Join must pass: join rate, member limit (of
+/// the table served: the cluster's in cluster mode), ping budget.
+fn admit(
     shared: &Shared,
+    i: &mut Inner,
+    name: &str,
+    join: &JoinRequest,
+    now: Instant,
+) -> Result<(), BeatError> {
+    let (max_members, max_rate) = (shared.cfg.max_members, shared.cfg.max_join_rate);
+    if !i.joins.admit(now) {
+        return Err(BeatError::JoinRate(max_rate));
+    }
+    if i.table().len() >= max_members && i.table().get(name).is_none() {
+        return Err(BeatError::MemberLimit(max_members));
+    }
+    if !i.core.admits(name, join) {
+        let max_pings = shared.cfg.max_ping_rate;
+        return Err(BeatError::PingBudget(max_pings.unwrap_or(u32::MAX)));
+    }
+    Ok(())
+}
+
+async fn first(
+    shared: &Arc<Shared>,
     identity: &Identity,
     req: BeatRequest,
 ) -> Result<(Box<Joined>, BeatResponse), BeatError> {
@@ -204,22 +227,41 @@ fn first(
     let now = Instant::now();
     let (tx, ended) = oneshot::channel();
     let name = format!("{}/{}", join.service, join.instance);
-    let (max_members, max_rate) = (shared.cfg.max_members, shared.cfg.max_join_rate);
-    let max_pings = shared.cfg.max_ping_rate;
-    let joined = shared.with(|i| {
-        if !i.joins.admit(now) {
-            return Err(BeatError::JoinRate(max_rate));
+    let joined = match shared.replica.clone() {
+        None => shared.with(|i| {
+            admit(shared, i, &name, &join, now)?;
+            let joined = i.core.join(join, now);
+            i.streams.insert(joined.id.session, tx);
+            Ok::<_, BeatError>(joined)
+        })?,
+        Some(replica) => {
+            shared.with(|i| admit(shared, i, &name, &join, now))?;
+            // In a task of its own: a Join written to etcd reaches the core
+            // even if this stream is dropped meanwhile.
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let session =
+                    super::replica::commit_join(shared.clone(), replica, join.clone(), now).await?;
+                shared.with(|i| {
+                    let newer = i
+                        .cluster
+                        .as_ref()
+                        .and_then(|c| c.records.as_ref())
+                        .and_then(|rs| rs.members.get(name.as_str()))
+                        .map(|rec| rec.session)
+                        .filter(|&s| s > session);
+                    if let Some(by) = newer {
+                        return Err(BeatError::Fenced(Fenced::Superseded { by }));
+                    }
+                    let joined = i.core.join_as(join, session, Instant::now());
+                    i.streams.insert(session, tx);
+                    Ok(joined)
+                })
+            })
+            .await
+            .map_err(|_| BeatError::Draining)??
         }
-        if i.core.len() >= max_members && i.core.get(&name).is_none() {
-            return Err(BeatError::MemberLimit(max_members));
-        }
-        if !i.core.admits(&name, &join) {
-            return Err(BeatError::PingBudget(max_pings.unwrap_or(u32::MAX)));
-        }
-        let joined = i.core.join(join, now);
-        i.streams.insert(joined.id.session, tx);
-        Ok(joined)
-    })?;
+    };
     let state = Box::new(Joined {
         id: joined.id,
         timeout: joined.timeout,

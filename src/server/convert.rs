@@ -24,7 +24,7 @@ pub(crate) fn member(m: &MemberView, clock: &WallClock) -> pb::Member {
         joined_at: Some(clock.timestamp(m.joined_at)),
         last_seen: Some(clock.timestamp(m.last_seen)),
         endpoint: String::new(),
-        replica: String::new(),
+        replica: m.replica.as_deref().unwrap_or_default().to_owned(),
     }
 }
 

@@ -174,7 +174,8 @@ mod tests {
             crate::health::HealthMap::new(),
             crate::metrics::ServerMetrics::unregistered(),
             std::time::SystemTime::now(),
-        );
+        )
+        .expect("embedded mode");
         let req = JoinRequest {
             service: "web".into(),
             instance: "a".into(),

@@ -56,6 +56,9 @@ pub enum BeatError {
     /// The server is shutting down.
     #[error("server is shutting down")]
     Draining,
+    /// Cluster mode: the Join could not be written to etcd (SPEC §7.6).
+    #[error("registry unavailable: {0}; retry, or join another replica")]
+    Registry(String),
     /// The member limit is reached.
     #[error("member limit of {0} reached; try another server or later")]
     MemberLimit(usize),
@@ -98,6 +101,7 @@ impl BeatError {
             BeatError::Seq { .. } => Rejection::SeqNotIncreasing,
             BeatError::Flood { .. } => Rejection::PingFlood,
             BeatError::Draining => Rejection::Draining,
+            BeatError::Registry(_) => Rejection::RegistryUnavailable,
             BeatError::MemberLimit(_) => Rejection::MemberLimit,
             BeatError::JoinRate(_) => Rejection::JoinRate,
             BeatError::PingBudget(_) => Rejection::PingBudget,
@@ -122,7 +126,7 @@ impl BeatError {
             BeatError::Fenced(Fenced::Superseded { .. }) => Code::Aborted,
             BeatError::Fenced(Fenced::Dead) => Code::DeadlineExceeded,
             BeatError::Fenced(Fenced::Left | Fenced::Removed) => Code::FailedPrecondition,
-            BeatError::Draining => Code::Unavailable,
+            BeatError::Draining | BeatError::Registry(_) => Code::Unavailable,
             BeatError::PermissionDenied { .. } => Code::PermissionDenied,
         }
     }
@@ -159,6 +163,7 @@ mod tests {
                 window: Duration::ZERO,
             },
             BeatError::Draining,
+            BeatError::Registry(String::new()),
             BeatError::MemberLimit(1),
             BeatError::PermissionDenied {
                 identity: String::new(),

@@ -28,6 +28,7 @@
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use futures_util::Stream;
 use tokio::sync::broadcast::{self, error::TryRecvError};
@@ -60,7 +61,7 @@ pub(crate) fn list(
     let filter = validate::service_filter("service", &req.service)
         .map_err(|e| GrpcStatus::invalid_argument(e.to_string()))?;
     let (members, revision) =
-        shared.with(|i| (i.core.members(filter.as_deref()), i.core.revision()));
+        shared.with(|i| (i.table().members(filter.as_deref()), i.table().revision()));
     Ok(ListMembersResponse {
         members: members
             .iter()
@@ -80,14 +81,15 @@ pub(crate) fn watch(
     if shared.drain.is_cancelled() {
         return Err(GrpcStatus::unavailable("server is shutting down"));
     }
+    let resets = shared.resets.load(Ordering::Relaxed);
     let (rx, phase, last) = shared.with(|i| {
         let rx = shared.events.subscribe();
         let resumable =
-            req.since_revision != 0 && i.core.events_since(req.since_revision).is_some();
+            req.since_revision != 0 && i.table().events_since(req.since_revision).is_some();
         if resumable {
             (rx, Phase::Replay, req.since_revision)
         } else {
-            let revision = i.core.revision();
+            let revision = i.table().revision();
             (rx, Phase::snapshot(revision), revision)
         }
     });
@@ -100,6 +102,7 @@ pub(crate) fn watch(
         out: VecDeque::new(),
         last,
         done: false,
+        resets,
         _slot: slot,
     };
     Ok(Box::pin(futures_util::stream::unfold(
@@ -157,6 +160,8 @@ struct MemberWatch {
     last: u64,
     drained: Pin<Box<WaitForCancellationFutureOwned>>,
     done: bool,
+    /// The table's resets seen (a reset sends a fresh snapshot).
+    resets: u64,
     _slot: WatchSlot,
 }
 
@@ -187,6 +192,13 @@ impl MemberWatch {
             }
             if let Some(out) = self.out.pop_front() {
                 return Some(Ok(self.convert(out)));
+            }
+            let resets = self.shared.resets.load(Ordering::Relaxed);
+            if resets != self.resets {
+                self.resets = resets;
+                let shared = self.shared.clone();
+                shared.with(|i| restart(i, &shared, &mut self.rx, &mut self.phase, &mut self.out));
+                continue;
             }
             match &mut self.phase {
                 Phase::Snapshot { .. } => self.snapshot_batch(),
@@ -269,7 +281,7 @@ impl MemberWatch {
                 }
             }
             let mut rows = Vec::with_capacity(BATCH);
-            *cursor = i.core.members_from(at, filter, BATCH, SCAN, &mut rows);
+            *cursor = i.table().members_from(at, filter, BATCH, SCAN, &mut rows);
             let r = *revision;
             self.out.extend(rows.into_iter().map(|m| Out::Row(m, r)));
             if cursor.is_none() {
@@ -285,7 +297,7 @@ impl MemberWatch {
     /// history no longer holds it.
     fn replay_batch(&mut self) {
         let shared = self.shared.clone();
-        shared.with(|i| match i.core.events_since(self.last) {
+        shared.with(|i| match i.table().events_since(self.last) {
             None => restart(i, &shared, &mut self.rx, &mut self.phase, &mut self.out),
             Some(events) => {
                 let mut n = 0;
@@ -325,5 +337,5 @@ fn restart(
     shared.metrics.watch_resynced();
     *rx = rx.resubscribe();
     out.clear();
-    *phase = Phase::snapshot(i.core.revision());
+    *phase = Phase::snapshot(i.table().revision());
 }

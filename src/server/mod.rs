@@ -28,6 +28,7 @@ mod driver;
 mod error;
 mod members;
 mod persist;
+mod replica;
 mod service;
 mod state;
 mod watch_limit;
@@ -145,7 +146,13 @@ impl Server {
             health: health_listener,
             http,
         } = self;
+        let mut cfg = cfg;
         cfg.validate()?;
+        if let Some(c) = &mut cfg.cluster
+            && c.advertise.is_none()
+        {
+            c.advertise = listener.local_addr().ok().map(|a| a.to_string());
+        }
         let tls = match &cfg.tls {
             Some(f) => {
                 let ca = f.client_ca.as_deref();
@@ -155,13 +162,20 @@ impl Server {
             None => None,
         };
         let health = HealthMap::new();
-        let shared = state::Shared::new(cfg.clone(), health.clone(), metrics, SystemTime::now());
+        let shared = state::Shared::new(cfg.clone(), health.clone(), metrics, SystemTime::now())?;
         let writer = match &cfg.state_dir {
             Some(dir) => Some(restore(&shared, dir)?),
             None => None,
         };
         health.set("", Some(Status::Serving));
-        health.set(HEARTBEAT_SERVICE, Some(Status::Serving));
+        // A replica accepts Beat streams once etcd says it may (SPEC §7.6).
+        let ready = if shared.replica.is_some() {
+            Status::NotServing
+        } else {
+            Status::Serving
+        };
+        health.set(HEARTBEAT_SERVICE, Some(ready));
+        let replica = replica::start(&shared);
 
         let edge = Edge::new(cfg.edge(), shared.metrics.edge.clone());
         edge.serve(
@@ -184,7 +198,7 @@ impl Server {
         }
         let driver = tokio::spawn(driver::run(shared.clone()));
         shutdown.await;
-        stop(&shared, &health, &edge, driver, writer).await;
+        stop(&shared, &health, &edge, driver, writer.or(replica)).await;
         Ok(())
     }
 }

@@ -36,6 +36,22 @@ impl WallClock {
         Self { mono, wall }
     }
 
+    /// The instant of wall-clock time `micros` (µs since the Unix epoch),
+    /// for display fields read from elsewhere (another replica's records).
+    pub(crate) fn instant(&self, micros: u64) -> Instant {
+        let wall = SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(micros);
+        match wall.duration_since(self.wall) {
+            Ok(after) => self.mono + after,
+            Err(e) => self.mono.checked_sub(e.duration()).unwrap_or(self.mono),
+        }
+    }
+
+    /// µs since the Unix epoch of `at`.
+    pub(crate) fn micros(&self, at: Instant) -> u64 {
+        let ts = self.timestamp(at);
+        (ts.seconds.max(0) as u64) * 1_000_000 + (ts.nanos.max(0) as u64) / 1000
+    }
+
     pub(crate) fn timestamp(&self, at: Instant) -> prost_types::Timestamp {
         let wall = match at.checked_duration_since(self.mono) {
             Some(after) => self.wall + after,
@@ -53,6 +69,20 @@ pub(crate) struct Inner {
     pub(crate) streams: HashMap<u64, oneshot::Sender<StreamEnd>>,
     /// Server-wide join rate.
     pub(crate) joins: TokenBucket,
+    /// Cluster mode: the cluster's table and this replica's pending writes
+    /// (`None`: one server, whose core is the table).
+    pub(crate) cluster: Option<Box<super::replica::ClusterInner>>,
+}
+
+impl Inner {
+    /// The table every read serves (ListMembers, WatchMembers, Health):
+    /// the cluster's view in cluster mode, else the core itself.
+    pub(crate) fn table(&self) -> &Registry {
+        match &self.cluster {
+            Some(c) => &c.view,
+            None => &self.core,
+        }
+    }
 }
 
 /// One server's state.
@@ -72,6 +102,11 @@ pub(crate) struct Shared {
     pub(crate) dirty: Arc<Notify>,
     /// Open WatchMembers streams.
     pub(crate) watches: Arc<super::watch_limit::WatchCount>,
+    /// Cluster mode: this replica's link to etcd.
+    pub(crate) replica: Option<Arc<super::replica::Replica>>,
+    /// Bumped when the table started over with no events (a cluster's
+    /// view resnapshotted): every WatchMembers stream sends a snapshot.
+    pub(crate) resets: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -82,11 +117,11 @@ impl Shared {
         health: HealthMap,
         metrics: ServerMetrics,
         wall: SystemTime,
-    ) -> Arc<Self> {
+    ) -> Result<Arc<Self>, crate::config::ConfigError> {
         let micros = wall
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(1, |d| d.as_micros() as u64);
-        let core = Registry::new(CoreConfig {
+        let core_cfg = CoreConfig {
             bounds: cfg.bounds(),
             retention: cfg.retention,
             history: cfg.history,
@@ -94,24 +129,37 @@ impl Shared {
             initial_session: micros,
             mass_failure: cfg.mass_failure,
             max_ping_rate: cfg.max_ping_rate,
-        });
-        Arc::new(Self {
+        };
+        let server_id = format!("heartbeat-{}-{micros:x}", std::process::id());
+        let (cluster, replica) = match &cfg.cluster {
+            Some(c) => {
+                let replica = super::replica::Replica::new(c, &server_id)?;
+                let view = super::replica::ClusterInner::new(&core_cfg);
+                (Some(Box::new(view)), Some(Arc::new(replica)))
+            }
+            None => (None, None),
+        };
+        let core = Registry::new(core_cfg);
+        Ok(Arc::new(Self {
             inner: Mutex::new(Inner {
                 core,
                 streams: HashMap::new(),
                 joins: TokenBucket::new(cfg.max_join_rate, cfg.max_join_rate),
+                cluster,
             }),
             health,
             events: broadcast::channel(cfg.watch_buffer).0,
             wake: Notify::new(),
             clock: WallClock::new(Instant::now(), wall),
-            server_id: format!("heartbeat-{}-{micros:x}", std::process::id()),
+            server_id,
             cfg,
             drain: CancellationToken::new(),
             metrics,
             dirty: Arc::new(Notify::new()),
             watches: Arc::default(),
-        })
+            replica,
+            resets: Default::default(),
+        }))
     }
 
     /// Runs `f` on the registry, then delivers what it changed. Delivery
@@ -123,15 +171,21 @@ impl Shared {
             // panic, so a poisoned lock is still safe to use.
             let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
             let r = f(&mut inner);
-            let Inner { core, streams, .. } = &mut *inner;
+            let Inner {
+                core,
+                streams,
+                cluster,
+                ..
+            } = &mut *inner;
             if !core.outbox().transitions.is_empty() {
                 self.metrics.budget(core.budget());
             }
-            let out = core.outbox();
-            let events = if out.is_empty() {
-                Vec::new()
-            } else {
-                self.deliver(out, streams)
+            let events = match cluster {
+                None => self.deliver(core.outbox(), streams),
+                Some(c) => {
+                    self.hand_over(core.outbox(), streams, c);
+                    self.deliver(c.view.outbox(), streams)
+                }
             };
             (r, events)
         };
@@ -141,12 +195,65 @@ impl Shared {
         r
     }
 
+    /// Cluster mode: what this replica's core decided becomes writes to
+    /// etcd (the table changes when the mirror shows them committed); the
+    /// core still ends its streams, wakes the driver, and measures
+    /// detection lateness.
+    fn hand_over(
+        &self,
+        out: &mut Outbox,
+        streams: &mut HashMap<u64, oneshot::Sender<StreamEnd>>,
+        cluster: &mut super::replica::ClusterInner,
+    ) {
+        if out.is_empty() {
+            return;
+        }
+        let mut wrote = false;
+        for event in out.events.drain(..) {
+            wrote |= cluster.pending.decided(&event);
+        }
+        if wrote && let Some(r) = &self.replica {
+            r.writes.notify_one();
+        }
+        out.health.clear();
+        for t in out.transitions.drain(..) {
+            if let Some(late) = t.late_by {
+                self.metrics.lateness(late);
+            }
+        }
+        self.log_held(out);
+        for (session, end) in out.ends.drain(..) {
+            self.metrics.end(&end);
+            if let Some(tx) = streams.remove(&session) {
+                let _ = tx.send(end);
+            }
+        }
+        if std::mem::take(&mut out.wake) {
+            self.wake.notify_one();
+        }
+    }
+
+    fn log_held(&self, out: &mut Outbox) {
+        for (name, silent, live) in out.held.drain(..) {
+            self.metrics.held();
+            warn!(
+                member = %name,
+                silent,
+                live,
+                "mass failure suspected: most members fell silent at once; holding this one SUSPECT for one more timeout"
+            );
+        }
+    }
+
     /// Delivers the outbox; returns its events for logging.
     fn deliver(
         &self,
         out: &mut Outbox,
         streams: &mut HashMap<u64, oneshot::Sender<StreamEnd>>,
     ) -> Vec<Arc<Event>> {
+        if out.is_empty() {
+            return Vec::new();
+        }
         if !out.events.is_empty() {
             self.dirty.notify_one();
         }
@@ -158,15 +265,7 @@ impl Shared {
         for t in out.transitions.drain(..) {
             self.metrics.transition(&t);
         }
-        for (name, silent, live) in out.held.drain(..) {
-            self.metrics.held();
-            warn!(
-                member = %name,
-                silent,
-                live,
-                "mass failure suspected: most members fell silent at once; holding this one SUSPECT for one more timeout"
-            );
-        }
+        self.log_held(out);
         for (name, health) in out.health.drain(..) {
             if health.is_none() && !name.contains('/') {
                 self.metrics.service_gone(&name);

@@ -10,6 +10,8 @@
 
 use std::sync::Arc;
 
+use tokio::time::Instant;
+
 use super::Registry;
 use super::entry::{Entry, Protection};
 use crate::liveness::member::{EventKind, MemberView, Reason, State};
@@ -26,6 +28,15 @@ impl Registry {
         let (slot, before, from, kind) = match self.index.get(&*name) {
             Some(&slot) => {
                 let entry = self.entry_mut(slot);
+                let same = entry.view.session == view.session
+                    && entry.view.state == to
+                    && entry.view.status == view.status;
+                if same {
+                    // Only who holds it changed (an adoption): no event.
+                    entry.view = view;
+                    self.revision = revision.max(self.revision);
+                    return;
+                }
                 let (before, from) = (Some(entry.view.health()), entry.view.state);
                 let kind = match to {
                     _ if entry.view.session != view.session => EventKind::Joined,
@@ -124,6 +135,35 @@ impl Registry {
         self.history.clear();
         self.revision = self.revision.max(revision);
         self.forgotten = self.revision;
+    }
+
+    /// Takes over a member whose holder is gone (a cluster's reaper, SPEC
+    /// §7.5): a live one becomes SUSPECT with one grace of exactly its
+    /// timeout from `now` (exempt from mass-failure holds: never more); a
+    /// DEAD or LEFT one is removed one retention from `now`. No event: the
+    /// caller writes the change. Ignored if the name is listed here.
+    pub fn adopt(&mut self, mut view: MemberView, now: Instant) {
+        if self.index.contains_key(&*view.name) {
+            return;
+        }
+        let live = view.state.is_live();
+        if live {
+            view.state = State::Suspect;
+        }
+        view.last_seen = now;
+        let (name, to, after) = (view.name.clone(), view.state, Some(view.health()));
+        let slot = self.alloc(Entry {
+            base_interval: view.interval,
+            view,
+            ended_at: (!live).then_some(now),
+            stall_mark: self.stall,
+            protection: Protection::Exempt,
+        });
+        self.index.insert(name, slot);
+        self.account(slot, None, after);
+        self.moved(slot, None, Some(to), None);
+        let due = self.due(slot);
+        self.arm(slot, due);
     }
 
     /// Lets go of session `session` of `name` without an event: its record

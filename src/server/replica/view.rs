@@ -1,0 +1,255 @@
+//! The cluster's table on this replica: etcd's mirror applied, in revision
+//! order, to the view every read serves, and its consequences here:
+//!
+//! - a record whose session moved past the stream held here ends that
+//!   stream ABORTED ("superseded by session N"), as SPEC §7.4 asks, and the
+//!   core lets go of it;
+//! - a record another replica ended (the reaper's DEAD) ends it too;
+//! - on the reaper (the oldest live replica), members whose owner's key is
+//!   gone are adopted: SUSPECT, one grace of exactly one timeout, then DEAD
+//!   (SPEC §7.5), by the same core and writer as its own streams.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::time::Instant;
+use tracing::info;
+
+use super::writer::Want;
+use super::{ClusterInner, Replica};
+use crate::cluster::records::{Key, Record, Records, reason};
+use crate::etcd::{Mirrored, mirror};
+use crate::liveness::{Registry, State, StreamEnd};
+use crate::server::state::{Inner, Shared};
+
+/// Mirrors the cluster's prefix into the view until aborted.
+pub(super) async fn run(shared: Arc<Shared>, r: Arc<Replica>) {
+    let epoch = loop {
+        if let Some(e) = r.epoch() {
+            break e;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let mut feed = mirror(r.etcd.clone(), r.cfg.prefix.clone().into_bytes());
+    let mut ready = false;
+    while let Some(item) = feed.recv().await {
+        let adopted = shared.with(|i| apply(i, &shared, &r, epoch, item));
+        if adopted > 0 {
+            info!(
+                members = adopted,
+                "adopted members whose replica is gone: SUSPECT for one timeout unless they rejoin"
+            );
+        }
+        if !ready {
+            ready = true;
+            r.view_ready.notify_one();
+        }
+        r.writes.notify_one();
+    }
+}
+
+/// Applies one item of the mirror; returns how many orphans were adopted.
+fn apply(i: &mut Inner, shared: &Shared, r: &Replica, epoch: u64, item: Mirrored) -> usize {
+    let Inner {
+        core,
+        streams,
+        cluster,
+        ..
+    } = i;
+    let Some(c) = cluster.as_deref_mut() else {
+        return 0;
+    };
+    let clock = shared.clock;
+    let wall = |us: u64| clock.instant(us);
+    let mut ends = Vec::new();
+    let mut scan = false;
+    match item {
+        Mirrored::Snapshot { revision, kvs } => {
+            let mut records = Records::new(&r.cfg.prefix, epoch);
+            for kv in &kvs {
+                match records.key(&kv.key) {
+                    Key::Member(name) => {
+                        records.put_member(name, kv);
+                    }
+                    Key::Replica(id) => records.put_replica(id, kv),
+                    Key::Other => {}
+                }
+            }
+            let views = records
+                .members
+                .iter()
+                .map(|(name, rec)| records.view(name, rec, wall))
+                .collect();
+            c.view.reset(epoch + revision.max(0) as u64, views);
+            let names: Vec<_> = records.members.keys().cloned().collect();
+            c.records = Some(records);
+            for name in names {
+                reconcile(core, c, r, &name, &mut ends);
+            }
+            shared.resets.fetch_add(1, Ordering::Relaxed);
+            scan = true;
+        }
+        Mirrored::Put(kv) => {
+            if let Some(lag) = c.applied(kv.mod_revision) {
+                shared.metrics.cluster.view_lag(lag);
+            }
+            let Some(records) = c.records.as_mut() else {
+                return 0;
+            };
+            match records.key(&kv.key) {
+                Key::Member(name) => {
+                    let name: Arc<str> = name.into();
+                    records.put_member(&name, &kv);
+                    // The view takes the mirror's record even when this
+                    // replica's own commit told the records first.
+                    let decoded = prost::Message::decode(kv.value.as_slice()).ok();
+                    if let Some(stored) = decoded {
+                        let rec = Record {
+                            mod_rev: kv.mod_revision,
+                            session: crate::cluster::store::session(epoch, &kv, &stored),
+                            stored,
+                        };
+                        let view = records.view(&name, &rec, wall);
+                        c.view.apply(
+                            crate::cluster::store::revision(epoch, &kv),
+                            view,
+                            reason(&rec),
+                        );
+                    }
+                    reconcile(core, c, r, &name, &mut ends);
+                }
+                Key::Replica(id) => {
+                    records.put_replica(id, &kv);
+                    scan = true;
+                }
+                Key::Other => {}
+            }
+        }
+        Mirrored::Delete { key, revision } => {
+            if let Some(lag) = c.applied(revision) {
+                shared.metrics.cluster.view_lag(lag);
+            }
+            let Some(records) = c.records.as_mut() else {
+                return 0;
+            };
+            match records.key(&key) {
+                Key::Member(name) => {
+                    let name: Arc<str> = name.into();
+                    records.members.remove(&name);
+                    c.view.apply_removed(epoch + revision.max(0) as u64, &name);
+                    if let Some(m) = core.get(&name).filter(|m| m.state.is_live()) {
+                        let session = m.session;
+                        core.forget(&name, session);
+                        ends.push((session, StreamEnd::Dead));
+                    }
+                }
+                Key::Replica(id) => {
+                    records.replicas.remove(id);
+                    scan = true;
+                }
+                Key::Other => {}
+            }
+        }
+        Mirrored::Progress(revision) => c.view.advance(epoch + revision.max(0) as u64),
+    }
+    for (session, end) in ends {
+        shared.metrics.end(&end);
+        if let Some(tx) = streams.remove(&session) {
+            let _ = tx.send(end);
+        }
+    }
+    if !scan {
+        return 0;
+    }
+    if let Some(records) = &c.records {
+        shared.metrics.cluster.replicas(records.replicas.len());
+    }
+    let adopted = adopt_orphans(core, c, r);
+    shared.metrics.cluster.adopted(adopted);
+    adopted
+}
+
+/// Adopts what is orphaned now (this replica just became able to: its
+/// authority is OK again, or it became the reaper).
+pub(super) fn rescan(shared: &Shared, r: &Replica) {
+    let adopted = shared.with(|i| {
+        let Inner { core, cluster, .. } = i;
+        cluster
+            .as_deref_mut()
+            .map_or(0, |c| adopt_orphans(core, c, r))
+    });
+    if adopted > 0 {
+        shared.metrics.cluster.adopted(adopted);
+        info!(
+            members = adopted,
+            "adopted members whose replica is gone: SUSPECT for one timeout unless they rejoin"
+        );
+        r.writes.notify_one();
+    }
+}
+
+/// What the record of `name` means for the core here: a stream it moved
+/// past ends; a member it still has but another replica holds is let go.
+fn reconcile(
+    core: &mut Registry,
+    c: &mut ClusterInner,
+    r: &Replica,
+    name: &str,
+    ends: &mut Vec<(u64, StreamEnd)>,
+) {
+    let Some(local) = core.get(name) else {
+        return;
+    };
+    let (session, live) = (local.session, local.state.is_live());
+    let Some(rec) = c.records.as_ref().and_then(|rs| rs.members.get(name)) else {
+        return;
+    };
+    let mine = rec.stored.owner == r.id;
+    if rec.session > session {
+        core.forget(name, session);
+        if live {
+            ends.push((session, StreamEnd::Superseded { by: rec.session }));
+        }
+    } else if rec.session == session && !mine {
+        let ended = matches!(rec.state(), State::Dead | State::Left);
+        if ended || !live {
+            // Another replica ended it, or holds it now (a reaper adopted
+            // it, or it moved on): this core no longer decides for it.
+            core.forget(name, session);
+            if live {
+                ends.push((session, StreamEnd::Dead));
+            }
+        } else if let Some(m) = core.get(name) {
+            // A reaper adopted a member whose stream is still here (this
+            // replica's lease lapsed): claim it back.
+            c.pending.push(m.name.clone(), Want::of(m));
+        }
+    }
+}
+
+/// On the reaper: every orphan not held here is adopted. Returns how many.
+fn adopt_orphans(core: &mut Registry, c: &mut ClusterInner, r: &Replica) -> usize {
+    let Some(records) = c.records.as_ref() else {
+        return 0;
+    };
+    if records.reaper() != Some(r.id.as_str()) || r.authority() != super::Authority::Ok {
+        return 0;
+    }
+    let now = Instant::now();
+    let mut adopted = 0;
+    for name in records.orphans() {
+        if core.get(&name).is_some() {
+            continue;
+        }
+        let Some(rec) = records.members.get(&name) else {
+            continue;
+        };
+        let view = records.view(&name, rec, |_| now);
+        core.adopt(view, now);
+        if let Some(m) = core.get(&name) {
+            c.pending.push(m.name.clone(), Want::of(m));
+            adopted += 1;
+        }
+    }
+    adopted
+}

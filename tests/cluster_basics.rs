@@ -1,0 +1,111 @@
+//! Cluster mode (SPEC §7) with replicas in this process on a real etcd:
+//! one table on every replica, one order, fencing across replicas.
+
+mod common;
+
+use std::time::Duration;
+
+use common::etcd::EtcdCluster;
+use common::{Beat, Events, TestServer, WAIT, quick_drain, within};
+use heartbeat::config::{ClusterConfig, ServerConfig};
+use heartbeat::pb::health::v1::{HealthCheckRequest, health_check_response::ServingStatus};
+use heartbeat::pb::heartbeat::v1::{EventType, ListMembersRequest, MemberState};
+use tokio::time::Instant;
+use tonic::Code;
+
+fn replica_cfg(etcd: &EtcdCluster, prefix: &str) -> ServerConfig {
+    ServerConfig {
+        cluster: Some(ClusterConfig {
+            endpoints: etcd.endpoints().to_vec(),
+            prefix: prefix.into(),
+            lease_ttl: Duration::from_secs(3),
+            ..Default::default()
+        }),
+        ..quick_drain()
+    }
+}
+
+/// Waits until `server` answers `name` with `want` on Health/Check.
+async fn health_is(server: &TestServer, name: &str, want: ServingStatus) {
+    let mut health = server.health().await;
+    let until = Instant::now() + WAIT;
+    loop {
+        let got = health
+            .check(HealthCheckRequest {
+                service: name.into(),
+            })
+            .await
+            .map(|r| r.into_inner().status);
+        if got.as_ref().ok() == Some(&(want as i32)) {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "{name} never became {want:?}: {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn every_replica_serves_one_table_and_fences_across_replicas() {
+    let etcd = EtcdCluster::start("basics", 1);
+    let a = TestServer::with(replica_cfg(&etcd, "/hb-basics/")).await;
+    let b = TestServer::with(replica_cfg(&etcd, "/hb-basics/")).await;
+    for r in [&a, &b] {
+        health_is(r, "heartbeat.v1.Heartbeat", ServingStatus::Serving).await;
+    }
+    let mut watch_b = Events::open(&mut b.client().await, "", 0).await;
+    let (_, at) = watch_b.snapshot().await;
+
+    let (mut on_a, welcome_a) = Beat::join(&mut a.client().await, "web", "x").await;
+    on_a.ping(1).await;
+    health_is(&b, "web", ServingStatus::Serving).await;
+    health_is(&b, "web/x", ServingStatus::Serving).await;
+    let joined = watch_b.next().await;
+    assert_eq!(joined.r#type, EventType::Joined as i32);
+    assert!(joined.revision > at);
+    let m = joined.member.unwrap();
+    assert_eq!(m.session, welcome_a.session, "the session is the commit's");
+    assert_eq!(m.replica, welcome_a.server_id, "Member.replica names A");
+
+    let list_a = a
+        .client()
+        .await
+        .list_members(ListMembersRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let list_b = b
+        .client()
+        .await
+        .list_members(ListMembersRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list_a.members.len(), 1);
+    assert_eq!(list_b.members[0].state, MemberState::Alive as i32);
+
+    // The same identity joins on B: A's stream ends ABORTED, superseded.
+    let (mut on_b, welcome_b) = Beat::join(&mut b.client().await, "web", "x").await;
+    assert!(welcome_b.session > welcome_a.session);
+    let status = within("A's stream to end", on_a.expect_status(Code::Aborted)).await;
+    assert_eq!(
+        status.message(),
+        format!("superseded by session {}", welcome_b.session)
+    );
+    let takeover = watch_b.next().await;
+    assert_eq!(takeover.r#type, EventType::Joined as i32);
+    assert_eq!(takeover.member.unwrap().replica, welcome_b.server_id);
+    on_b.ping(1).await;
+    health_is(&a, "web/x", ServingStatus::Serving).await;
+
+    // Leave on B: LEFT everywhere.
+    on_b.send(common::leave_req()).await;
+    on_b.expect_ok_end().await;
+    let left = watch_b.next().await;
+    assert_eq!(left.r#type, EventType::Left as i32);
+    health_is(&a, "web/x", ServingStatus::NotServing).await;
+    a.stop().await;
+    b.stop().await;
+}
