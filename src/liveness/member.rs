@@ -287,6 +287,10 @@ pub enum StreamEnd {
     },
     /// The deadline passed (`DEADLINE_EXCEEDED`).
     Dead,
+    /// The server asks the member to move to another server (`Drain`,
+    /// then `UNAVAILABLE`): a cluster replica cut off from etcd while a
+    /// peer is not. The core never decides this; the server does.
+    Moved,
 }
 
 /// Why a call on behalf of a stream's session was refused (fencing).

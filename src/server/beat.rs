@@ -145,6 +145,12 @@ impl Session {
         let msg = tokio::select! {
             biased;
             end = &mut m.ended => {
+                if let Ok(StreamEnd::Moved) = end {
+                    let spread = shared.cfg.drain.min(m.timeout / 2);
+                    self.phase = Phase::Ending(BeatError::Moved.into());
+                    let reason = BeatError::Moved.to_string();
+                    return Some(Ok(drain_message(session, spread, reason)));
+                }
                 let e = match end {
                     Ok(end) => BeatError::ended(end, m.timeout),
                     Err(_) => BeatError::Draining,
@@ -155,7 +161,8 @@ impl Session {
             _ = &mut self.drained => {
                 unregister(shared, session);
                 self.phase = Phase::Ending(BeatError::Draining.into());
-                return Some(Ok(drain_message(shared, session)));
+                let reason = "server shutting down".to_owned();
+                return Some(Ok(drain_message(session, shared.cfg.drain, reason)));
             }
             msg = self.inbound.message() => msg.map_err(|s| decode_error(shared, s)),
         };
@@ -339,14 +346,14 @@ fn on_message(
     }
 }
 
-fn drain_message(shared: &Shared, session: u64) -> BeatResponse {
-    // Spread reconnects over [0, drain) by session, so a fleet does not come
+fn drain_message(session: u64, over: Duration, reason: String) -> BeatResponse {
+    // Spread reconnects over [0, over) by session, so a fleet does not come
     // back in one burst.
     let spread = (session.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as u32; // 0..1024
-    let reconnect_after = shared.cfg.drain * spread / 1024;
+    let reconnect_after = over * spread / 1024;
     BeatResponse {
         kind: Some(beat_response::Kind::Drain(Drain {
-            reason: "server shutting down".into(),
+            reason,
             reconnect_after: Some(duration(reconnect_after)),
         })),
     }

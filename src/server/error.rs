@@ -56,6 +56,10 @@ pub enum BeatError {
     /// The server is shutting down.
     #[error("server is shutting down")]
     Draining,
+    /// Cluster mode: this replica is cut off from etcd and a peer is not
+    /// (SPEC §7.6).
+    #[error("this replica is cut off from the registry; reconnect to another replica")]
+    Moved,
     /// Cluster mode: the Join could not be written to etcd (SPEC §7.6).
     #[error("registry unavailable: {0}; retry, or join another replica")]
     Registry(String),
@@ -87,6 +91,7 @@ impl BeatError {
         match end {
             StreamEnd::Superseded { by } => BeatError::Fenced(Fenced::Superseded { by }),
             StreamEnd::Dead => BeatError::Dead(timeout),
+            StreamEnd::Moved => BeatError::Moved,
         }
     }
 
@@ -106,7 +111,7 @@ impl BeatError {
             BeatError::JoinRate(_) => Rejection::JoinRate,
             BeatError::PingBudget(_) => Rejection::PingBudget,
             BeatError::PermissionDenied { .. } => Rejection::PermissionDenied,
-            BeatError::Fenced(_) | BeatError::Dead(_) => return None,
+            BeatError::Fenced(_) | BeatError::Dead(_) | BeatError::Moved => return None,
         })
     }
 
@@ -126,7 +131,7 @@ impl BeatError {
             BeatError::Fenced(Fenced::Superseded { .. }) => Code::Aborted,
             BeatError::Fenced(Fenced::Dead) => Code::DeadlineExceeded,
             BeatError::Fenced(Fenced::Left | Fenced::Removed) => Code::FailedPrecondition,
-            BeatError::Draining | BeatError::Registry(_) => Code::Unavailable,
+            BeatError::Draining | BeatError::Registry(_) | BeatError::Moved => Code::Unavailable,
             BeatError::PermissionDenied { .. } => Code::PermissionDenied,
         }
     }

@@ -60,8 +60,11 @@ pub(crate) fn list(
 ) -> Result<ListMembersResponse, GrpcStatus> {
     let filter = validate::service_filter("service", &req.service)
         .map_err(|e| GrpcStatus::invalid_argument(e.to_string()))?;
-    let (members, revision) =
-        shared.with(|i| (i.table().members(filter.as_deref()), i.table().revision()));
+    let (members, revision) = shared.with(|i| {
+        let members = i.table().members(filter.as_deref());
+        let members: Vec<_> = members.into_iter().map(|m| i.seen(m)).collect();
+        (members, i.table().revision())
+    });
     Ok(ListMembersResponse {
         members: members
             .iter()
@@ -283,7 +286,8 @@ impl MemberWatch {
             let mut rows = Vec::with_capacity(BATCH);
             *cursor = i.table().members_from(at, filter, BATCH, SCAN, &mut rows);
             let r = *revision;
-            self.out.extend(rows.into_iter().map(|m| Out::Row(m, r)));
+            self.out
+                .extend(rows.into_iter().map(|m| Out::Row(i.seen(m), r)));
             if cursor.is_none() {
                 self.last = r;
                 self.out.push_back(Out::End(r));

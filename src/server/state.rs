@@ -19,7 +19,7 @@ use tracing::{info, warn};
 use crate::config::ServerConfig;
 use crate::health::HealthMap;
 use crate::liveness::timing::TokenBucket;
-use crate::liveness::{CoreConfig, Event, EventKind, Outbox, Registry, StreamEnd};
+use crate::liveness::{CoreConfig, Event, EventKind, MemberView, Outbox, Registry, StreamEnd};
 use crate::metrics::ServerMetrics;
 
 /// Maps the monotonic clock to wall-clock timestamps for display fields
@@ -82,6 +82,19 @@ impl Inner {
             Some(c) => &c.view,
             None => &self.core,
         }
+    }
+
+    /// `m` as read from the table, with the last ping this replica saw of
+    /// it when it holds the member's stream (SPEC §7.7: `last_seen` is the
+    /// last ping on that replica; elsewhere, the time of the last change).
+    pub(crate) fn seen(&self, mut m: MemberView) -> MemberView {
+        if self.cluster.is_some()
+            && let Some(local) = self.core.get(&m.name)
+            && local.session == m.session
+        {
+            m.last_seen = local.last_seen;
+        }
+        m
     }
 }
 

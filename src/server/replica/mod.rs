@@ -17,6 +17,7 @@
 //! the one write a stream waits for (its session is the commit revision).
 
 mod authority;
+mod handoff;
 mod join;
 mod view;
 mod writer;
@@ -164,7 +165,9 @@ pub(crate) fn start(shared: &Arc<Shared>) -> Option<tokio::task::JoinHandle<()>>
         let authority = tokio::spawn(authority::run(shared.clone(), replica.clone()));
         let view = tokio::spawn(view::run(shared.clone(), replica.clone()));
         let writer = tokio::spawn(writer::run(shared.clone(), replica.clone()));
+        let handoff = tokio::spawn(handoff::run(shared.clone(), replica.clone()));
         shared.drain.cancelled().await;
+        handoff.abort();
         // The writer flushes what the drain decided (LEFT, DEAD) first.
         let _ = tokio::time::timeout(shared.cfg.drain.max(Duration::from_secs(1)), writer).await;
         view.abort();

@@ -1,0 +1,127 @@
+//! Drain or hold (SPEC §7.6, CLUSTER.md §2.8): while this replica's
+//! authority is not OK, it asks its peers, every second, whether they
+//! accept Beat streams (the standard `Health/Check("heartbeat.v1.Heartbeat")`
+//! at their advertised addresses, 500 ms each).
+//!
+//! - A peer is SERVING: this replica is the one cut off. Its members are
+//!   asked to move (Drain with a spread `reconnect_after`, then
+//!   UNAVAILABLE) and take over at the peer with no flap: the cluster
+//!   declares orphans DEAD no earlier than this replica's lease end plus
+//!   one timeout, and this starts at half the lease.
+//! - None is: etcd itself is probably down. It holds: streams stay up and
+//!   nobody can write DEAD anywhere.
+//!
+//! Probes are plaintext: a cluster with TLS on its gRPC ports serves
+//! `--health-listen` for them (and advertises that address) or holds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use super::{Authority, Replica};
+use crate::liveness::StreamEnd;
+use crate::pb::health::v1::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+use crate::server::HEARTBEAT_SERVICE;
+use crate::server::state::Shared;
+
+const EVERY: Duration = Duration::from_secs(1);
+const PROBE_DEADLINE: Duration = Duration::from_millis(500);
+
+/// Runs until aborted.
+pub(super) async fn run(shared: Arc<Shared>, r: Arc<Replica>) {
+    let mut changes = r.authority.subscribe();
+    let mut holding = false;
+    loop {
+        let authority = *changes.borrow_and_update();
+        if matches!(authority, Authority::Ok | Authority::Starting) {
+            holding = false;
+            if changes.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        match serving_peer(&shared, &r).await {
+            Some(peer) => {
+                let moved = shared.with(|i| {
+                    let n = i.streams.len();
+                    for (_, tx) in i.streams.drain() {
+                        let _ = tx.send(StreamEnd::Moved);
+                    }
+                    n
+                });
+                if moved > 0 {
+                    warn!(
+                        members = moved,
+                        %peer,
+                        "cut off from etcd while a peer is not: asking this replica's members to move"
+                    );
+                }
+            }
+            None if !holding => {
+                holding = true;
+                info!(
+                    "no peer accepts Beat streams either (etcd itself is probably down): holding every stream"
+                );
+            }
+            None => {}
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(EVERY) => {}
+            _ = changes.changed() => {}
+        }
+    }
+}
+
+/// The advertised address of a peer that answers SERVING, if any.
+async fn serving_peer(shared: &Shared, r: &Replica) -> Option<String> {
+    let peers: Vec<String> = shared.with(|i| {
+        let records = i.cluster.as_ref()?.records.as_ref()?;
+        Some(
+            records
+                .replicas
+                .iter()
+                .filter(|(id, _)| **id != r.id)
+                .map(|(_, p)| p.stored.advertise.clone())
+                .filter(|a| !a.is_empty())
+                .collect(),
+        )
+    })?;
+    for peer in peers {
+        if probe(&peer).await {
+            return Some(peer);
+        }
+    }
+    None
+}
+
+async fn probe(peer: &str) -> bool {
+    let url = if peer.contains("://") {
+        peer.to_owned()
+    } else {
+        format!("http://{peer}")
+    };
+    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url) else {
+        return false;
+    };
+    let check = async {
+        let channel = endpoint
+            .connect_timeout(PROBE_DEADLINE)
+            .connect()
+            .await
+            .ok()?;
+        let answer = HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: HEARTBEAT_SERVICE.into(),
+            })
+            .await
+            .ok()?;
+        Some(answer.into_inner().status == ServingStatus::Serving as i32)
+    };
+    matches!(
+        tokio::time::timeout(PROBE_DEADLINE, check).await,
+        Ok(Some(true))
+    )
+}
