@@ -100,3 +100,198 @@ async fn kill_9_of_a_replica_kills_no_member() {
     eprintln!("kill -9: live members moved within {moved:?}; orphans DEAD after {dead_after:?}");
     drop((on_a, on_b));
 }
+
+/// The members of `service` are all ALIVE on `r`, held by a replica other
+/// than `not`.
+fn alive_elsewhere(
+    m: &[heartbeat::pb::heartbeat::v1::Member],
+    service: &str,
+    n: usize,
+    not: &str,
+) -> bool {
+    let ours: Vec<_> = m.iter().filter(|m| m.service == service).collect();
+    ours.len() == n
+        && ours.iter().all(|m| {
+            m.state == MemberState::Alive as i32 && !m.replica.is_empty() && m.replica != not
+        })
+}
+
+#[tokio::test]
+async fn sigterm_drains_a_replica_to_its_peers_and_revokes_its_lease() {
+    let etcd = EtcdCluster::start("sigterm", 3);
+    let mut a = Replica::start(&etcd, "/hb-term/", &[]).await;
+    let b = Replica::start(&etcd, "/hb-term/", &[]).await;
+    let movers: Vec<_> = (0..20)
+        .map(|i| member(&[&a, &b], "web", &format!("m{i}")))
+        .collect();
+    let stranded: Vec<_> = (0..3)
+        .map(|i| member(&[&a], "solo", &format!("s{i}")))
+        .collect();
+    all_online(&movers).await;
+    all_online(&stranded).await;
+    b.wait_list("23 ALIVE", Duration::from_secs(10), |m| m.len() == 23)
+        .await;
+    let (held, _) = b.list().await;
+    let a_id = held[0].replica.clone();
+    let watch_b = Observer::start(&b, &["web"]).await;
+
+    a.proc.signal("-TERM");
+    a.proc
+        .wait_log("the lease revoked", |v| {
+            v["message"] == "revoked this replica's etcd lease"
+        })
+        .await;
+    let code = a.proc.wait_exit(common::WAIT).await;
+    assert_eq!(code.code(), Some(0), "a drained replica exits 0");
+    b.wait_list(
+        "every mover ALIVE on B",
+        TIMEOUT + Duration::from_secs(5),
+        |m| alive_elsewhere(m, "web", 20, &a_id),
+    )
+    .await;
+    // The stranded members could go nowhere: their grace began at the revoke.
+    b.wait_list("the stranded DEAD", Duration::from_secs(15), |m| {
+        m.iter()
+            .filter(|m| m.service == "solo")
+            .all(|m| m.state == MemberState::Dead as i32)
+    })
+    .await;
+    assert_eq!(watch_b.count(EventType::Dead, |m| m.service == "web"), 0);
+    assert_eq!(watch_b.count(EventType::Left, |m| m.service == "web"), 0);
+    assert!(
+        watch_b.always_serving("web"),
+        "web flipped: {:?}",
+        watch_b.health_of("web")
+    );
+    drop((movers, stranded));
+}
+
+#[tokio::test]
+async fn sigstop_of_a_replica_longer_than_its_lease() {
+    let etcd = EtcdCluster::start("sigstop", 3);
+    let mut a = Replica::start(&etcd, "/hb-stop/", &[]).await;
+    let b = Replica::start(&etcd, "/hb-stop/", &[]).await;
+    let c = Replica::start(&etcd, "/hb-stop/", &[]).await;
+    let members: Vec<_> = (0..20)
+        .map(|i| member(&[&a, &b, &c], "web", &format!("m{i}")))
+        .collect();
+    all_online(&members).await;
+    b.wait_list("20 ALIVE", Duration::from_secs(10), |m| m.len() == 20)
+        .await;
+    let a_id = b.list().await.0[0].replica.clone();
+    let watch_b = Observer::start(&b, &["web"]).await;
+    let watch_c = Observer::start(&c, &["web"]).await;
+
+    a.proc.signal("-STOP");
+    b.wait_list(
+        "every member ALIVE on a peer",
+        TIMEOUT * 2 + Duration::from_secs(5),
+        |m| alive_elsewhere(m, "web", 20, &a_id),
+    )
+    .await;
+    // Past A's lease: it must have ended.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    a.proc.signal("-CONT");
+    a.proc
+        .wait_log("A registering again", |v| {
+            v["message"] == "registered this replica in etcd"
+        })
+        .await;
+    a.wait_health("heartbeat.v1.Heartbeat", ServingStatus::Serving)
+        .await;
+    // Nothing A decided while stopped landed: every member is still ALIVE
+    // on a peer, and neither watch saw a DEAD or a flip.
+    tokio::time::sleep(TIMEOUT).await;
+    for r in [&b, &c] {
+        let (m, _) = r.list().await;
+        assert!(
+            alive_elsewhere(&m, "web", 20, &a_id),
+            "after the thaw: {m:?}"
+        );
+    }
+    for w in [&watch_b, &watch_c] {
+        assert_eq!(w.count(EventType::Dead, |_| true), 0);
+        assert_eq!(w.count(EventType::Left, |_| true), 0);
+        assert!(
+            w.always_serving("web"),
+            "web flipped: {:?}",
+            w.health_of("web")
+        );
+    }
+    drop(members);
+}
+
+#[tokio::test]
+async fn a_revoked_lease_is_registered_again_and_its_members_readopted() {
+    let etcd = EtcdCluster::start("revoke", 3);
+    let a = Replica::start(&etcd, "/hb-revoke/", &[]).await;
+    let b = Replica::start(&etcd, "/hb-revoke/", &[]).await;
+    let members: Vec<_> = (0..30)
+        .map(|i| member(&[&a], "web", &format!("m{i}")))
+        .collect();
+    all_online(&members).await;
+    b.wait_list("30 ALIVE", Duration::from_secs(10), |m| m.len() == 30)
+        .await;
+    let watch_b = Observer::start(&b, &["web"]).await;
+    // A's lease: the one its replica key is on.
+    let a_id = b.list().await.0[0].replica.clone();
+    let leases = etcd.etcdctl(&["lease", "list"]).expect("lease list");
+    let a_lease = leases
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .find(|id| {
+            etcd.etcdctl(&["lease", "timetolive", id, "--keys"])
+                .is_ok_and(|out| out.contains(&a_id))
+        })
+        .unwrap_or_else(|| panic!("no lease holds {a_id}: {leases}"))
+        .to_owned();
+    etcd.etcdctl(&["lease", "revoke", &a_lease])
+        .expect("revoke");
+    // A registers again and every member stays ALIVE, held by A.
+    a.wait_health("heartbeat.v1.Heartbeat", ServingStatus::Serving)
+        .await;
+    b.wait_list("every member ALIVE again", Duration::from_secs(10), |m| {
+        m.len() == 30 && m.iter().all(|m| m.state == MemberState::Alive as i32)
+    })
+    .await;
+    tokio::time::sleep(TIMEOUT + Duration::from_millis(500)).await;
+    let (m, _) = b.list().await;
+    assert!(
+        m.iter().all(|m| m.state == MemberState::Alive as i32),
+        "{m:?}"
+    );
+    assert!(
+        m.iter().all(|m| m.replica == a_id),
+        "A holds them again: {m:?}"
+    );
+
+    // Every lease at once: whichever replica registers first may adopt the
+    // other's members as orphans; the holder claims them back.
+    let leases = etcd.etcdctl(&["lease", "list"]).expect("lease list");
+    for id in leases
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+    {
+        etcd.etcdctl(&["lease", "revoke", id]).expect("revoke");
+    }
+    for r in [&a, &b] {
+        r.wait_health("heartbeat.v1.Heartbeat", ServingStatus::Serving)
+            .await;
+    }
+    tokio::time::sleep(TIMEOUT + Duration::from_millis(500)).await;
+    b.wait_list("A holds every member again", Duration::from_secs(10), |m| {
+        m.len() == 30
+            && m.iter()
+                .all(|m| m.state == MemberState::Alive as i32 && m.replica == a_id)
+    })
+    .await;
+    assert_eq!(watch_b.count(EventType::Dead, |_| true), 0, "no false DEAD");
+    assert!(
+        watch_b.always_serving("web"),
+        "web flipped: {:?}",
+        watch_b.health_of("web")
+    );
+    drop(members);
+}

@@ -17,9 +17,11 @@
 //! ```
 //!
 //! The first reconnect after a lost server waits a random part of one
-//! interval (so a fleet that lost a restarting server spreads out), tries the
-//! same server, and rotates to the next one on every failed attempt. Each
-//! failed attempt waits the jittered exponential backoff.
+//! interval (so a fleet that lost a restarting server spreads out) and tries
+//! the next server (the same one when there is one: a restart); every failed
+//! attempt rotates again and waits the jittered exponential backoff. Trying
+//! the lost server again first would cost a member of a cluster one whole
+//! failed attempt (a timeout) against a stopped replica before its peer.
 
 use std::time::Duration;
 
@@ -100,7 +102,10 @@ fn after(
                 s.state = ClientState::Reconnecting;
                 s.last_error = Some(why);
             });
-            Some((first_reconnect_delay(interval, rand::random()), false))
+            // With several servers, the next one: a server that went
+            // silent is stopped or cut off, and its members must land on a
+            // peer within one timeout (SPEC §7.5).
+            Some((first_reconnect_delay(interval, rand::random()), true))
         }
         End::Failed(why) => {
             let mut failures = 0;

@@ -9,6 +9,7 @@
 //!   gone are adopted: SUSPECT, one grace of exactly one timeout, then DEAD
 //!   (SPEC §7.5), by the same core and writer as its own streams.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -84,7 +85,7 @@ fn apply(i: &mut Inner, shared: &Shared, r: &Replica, epoch: u64, item: Mirrored
             let names: Vec<_> = records.members.keys().cloned().collect();
             c.records = Some(records);
             for name in names {
-                reconcile(core, c, r, &name, &mut ends);
+                reconcile(core, c, r, &name, &Held(streams), &mut ends);
             }
             shared.resets.fetch_add(1, Ordering::Relaxed);
             scan = true;
@@ -116,7 +117,7 @@ fn apply(i: &mut Inner, shared: &Shared, r: &Replica, epoch: u64, item: Mirrored
                             reason(&rec),
                         );
                     }
-                    reconcile(core, c, r, &name, &mut ends);
+                    reconcile(core, c, r, &name, &Held(streams), &mut ends);
                 }
                 Key::Replica(id) => {
                     records.put_replica(id, &kv);
@@ -188,6 +189,15 @@ pub(super) fn rescan(shared: &Shared, r: &Replica) {
     }
 }
 
+/// The streams held here, by session.
+struct Held<'a>(&'a HashMap<u64, tokio::sync::oneshot::Sender<StreamEnd>>);
+
+impl Held<'_> {
+    fn contains(&self, session: &u64) -> bool {
+        self.0.contains_key(session)
+    }
+}
+
 /// What the record of `name` means for the core here: a stream it moved
 /// past ends; a member it still has but another replica holds is let go.
 fn reconcile(
@@ -195,6 +205,7 @@ fn reconcile(
     c: &mut ClusterInner,
     r: &Replica,
     name: &str,
+    held: &Held<'_>,
     ends: &mut Vec<(u64, StreamEnd)>,
 ) {
     let Some(local) = core.get(name) else {
@@ -212,17 +223,20 @@ fn reconcile(
         }
     } else if rec.session == session && !mine {
         let ended = matches!(rec.state(), State::Dead | State::Left);
-        if ended || !live {
-            // Another replica ended it, or holds it now (a reaper adopted
-            // it, or it moved on): this core no longer decides for it.
-            core.forget(name, session);
-            if live {
-                ends.push((session, StreamEnd::Dead));
-            }
-        } else if let Some(m) = core.get(name) {
+        if live && !ended && held.contains(&session) {
             // A reaper adopted a member whose stream is still here (this
             // replica's lease lapsed): claim it back.
-            c.pending.push(m.name.clone(), Want::of(m));
+            if let Some(m) = core.get(name) {
+                c.pending.push(m.name.clone(), Want::of(m));
+            }
+        } else {
+            // Another replica ended it, or holds it now (a peer took over
+            // this replica's adoption, or the stream went): this core no
+            // longer decides for it.
+            core.forget(name, session);
+            if live && held.contains(&session) {
+                ends.push((session, StreamEnd::Dead));
+            }
         }
     }
 }
