@@ -28,8 +28,9 @@ use super::process::Proc;
 /// machine never starves a member into a false DEAD.
 pub const INTERVAL: Duration = Duration::from_millis(500);
 pub const TIMEOUT: Duration = Duration::from_secs(2);
-/// The replicas' lease TTL.
-pub const LEASE_TTL: &str = "3s";
+/// The replicas' lease TTL (longer than an etcd election, so a leader
+/// change does not put replicas in doubt).
+pub const LEASE_TTL: &str = "5s";
 
 /// One `heartbeat serve --etcd-endpoints …` process.
 pub struct Replica {
@@ -41,7 +42,12 @@ impl Replica {
     /// Starts a replica of the cluster under `prefix` and waits until it
     /// accepts Beat streams.
     pub async fn start(etcd: &EtcdCluster, prefix: &str, extra: &[&str]) -> Self {
-        let endpoints = etcd.endpoints().join(",");
+        Self::start_on(etcd.endpoints(), prefix, extra).await
+    }
+
+    /// A replica reaching etcd at `endpoints` (e.g. through proxies).
+    pub async fn start_on(endpoints: &[String], prefix: &str, extra: &[&str]) -> Self {
+        let endpoints = endpoints.join(",");
         let mut args = vec![
             "serve",
             "--listen",
@@ -68,6 +74,15 @@ impl Replica {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The log lines so far (for a failing test's report).
+    pub fn logs(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(line) = self.proc.logs.try_recv() {
+            out.push(line);
+        }
+        out
     }
 
     pub async fn channel(&self) -> Channel {

@@ -104,6 +104,14 @@ pub(super) async fn run(shared: Arc<Shared>, r: Arc<Replica>) {
             tokio::select! {
                 changed = states.changed() => if changed.is_err() { break },
                 _ = tokio::time::sleep_until(next.max(now + Duration::from_millis(10))) => {}
+                _ = r.key_gone.notified() => {
+                    // etcd deleted this replica's key (a revoke, or etcd
+                    // 3.4's stale leader expiring a kept lease): the lease
+                    // is gone even if a keepalive was just answered.
+                    warn!("this replica's key is gone from etcd; registering again");
+                    publish(&shared, &r, Authority::Lost);
+                    break;
+                }
             }
         }
     }
@@ -112,7 +120,11 @@ pub(super) async fn run(shared: Arc<Shared>, r: Arc<Replica>) {
 /// Sets the authority; logs and shows a change (`heartbeat.v1.Heartbeat`
 /// is SERVING only while it is OK and the server is not shutting down).
 fn publish(shared: &Shared, r: &Replica, to: Authority) {
-    let from = r.authority.send_replace(to);
+    let mut from = to;
+    r.authority.send_if_modified(|a| {
+        from = std::mem::replace(a, to);
+        from != to
+    });
     if from == to {
         return;
     }

@@ -34,12 +34,23 @@ const PROBE_DEADLINE: Duration = Duration::from_millis(500);
 pub(super) async fn run(shared: Arc<Shared>, r: Arc<Replica>) {
     let mut changes = r.authority.subscribe();
     let mut holding = false;
+    // When etcd fails for everyone, every replica's doubt begins within one
+    // keepalive period of the others' (each sends every TTL/5): a peer that
+    // still answers SERVING later than that was heard by etcd after this
+    // replica was not.
+    let settle = r.cfg.lease_ttl / 5 + Duration::from_millis(250);
     loop {
         let authority = *changes.borrow_and_update();
         if matches!(authority, Authority::Ok | Authority::Starting) {
             holding = false;
             if changes.changed().await.is_err() {
                 return;
+            }
+            if *changes.borrow() != Authority::Ok {
+                tokio::select! {
+                    _ = tokio::time::sleep(settle) => {}
+                    _ = changes.changed() => {}
+                }
             }
             continue;
         }

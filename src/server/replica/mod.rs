@@ -102,6 +102,9 @@ pub(crate) struct Replica {
     authority: watch::Sender<Authority>,
     /// Wakes the writer.
     pub(crate) writes: Notify,
+    /// Told when the view sees this replica's own key deleted: the lease
+    /// is gone (revoked, or expired unnoticed), whatever the keeper says.
+    pub(crate) key_gone: Notify,
     /// Told when the view has its first snapshot (registration waits for
     /// it: a replica that accepts Joins knows the records).
     pub(crate) view_ready: Notify,
@@ -123,6 +126,7 @@ impl Replica {
             authority: watch::channel(Authority::Starting).0,
             writes: Notify::new(),
             view_ready: Notify::new(),
+            key_gone: Notify::new(),
         })
     }
 

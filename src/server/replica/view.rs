@@ -146,6 +146,11 @@ fn apply(i: &mut Inner, shared: &Shared, r: &Replica, epoch: u64, item: Mirrored
                 }
                 Key::Replica(id) => {
                     records.replicas.remove(id);
+                    // The deletion of this replica's current key (not of
+                    // one it already registered again after).
+                    if id == r.id && r.fence().is_some_and(|f| revision > f.reg_rev) {
+                        r.key_gone.notify_one();
+                    }
                     scan = true;
                 }
                 Key::Other => {}
