@@ -83,12 +83,31 @@ pub fn mirror(etcd: Arc<Etcd>, prefix: Vec<u8>) -> mpsc::Receiver<Mirrored> {
     rx
 }
 
+/// The prefix as it was at `revision`, then every change after it, for one
+/// reader catching up from the past (a WatchMembers resume older than a
+/// replica's own history). Like [`mirror`], except that the feed ends,
+/// instead of starting over, when etcd compacted past `revision` or cannot
+/// be read: the reader then takes a snapshot of the present.
+pub fn history(etcd: Arc<Etcd>, prefix: Vec<u8>, revision: i64) -> mpsc::Receiver<Mirrored> {
+    let (tx, rx) = mpsc::channel(256);
+    tokio::spawn(async move {
+        let Ok((_, kvs)) = read_all(&etcd, &prefix, revision).await else {
+            return;
+        };
+        if tx.send(Mirrored::Snapshot { revision, kvs }).await.is_err() {
+            return;
+        }
+        let _ = follow(&etcd, &prefix, revision, &tx).await;
+    });
+    rx
+}
+
 /// Reads every key under `prefix` at one revision and sends the snapshot;
 /// retries (moving through the endpoints) until it succeeds. `None` when
 /// the receiver is gone.
 async fn snapshot(etcd: &Etcd, prefix: &[u8], tx: &mpsc::Sender<Mirrored>) -> Option<i64> {
     loop {
-        match read_all(etcd, prefix).await {
+        match read_all(etcd, prefix, 0).await {
             Ok((revision, kvs)) => {
                 tx.send(Mirrored::Snapshot { revision, kvs }).await.ok()?;
                 return Some(revision);
@@ -104,9 +123,14 @@ async fn snapshot(etcd: &Etcd, prefix: &[u8], tx: &mpsc::Sender<Mirrored>) -> Op
     }
 }
 
-async fn read_all(etcd: &Etcd, prefix: &[u8]) -> Result<(i64, Vec<KeyValue>), super::EtcdError> {
+/// Every key under `prefix` at `at` (0: now), all pages at one revision.
+async fn read_all(
+    etcd: &Etcd,
+    prefix: &[u8],
+    at: i64,
+) -> Result<(i64, Vec<KeyValue>), super::EtcdError> {
     let end = prefix_end(prefix);
-    let (mut revision, mut kvs, mut from) = (0, Vec::new(), prefix.to_vec());
+    let (mut revision, mut kvs, mut from) = (at, Vec::new(), prefix.to_vec());
     loop {
         let page = etcd
             .range(RangeRequest {

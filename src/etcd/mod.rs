@@ -20,7 +20,7 @@ use std::time::Duration;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 pub use keeper::{KeeperState, LeaseKeeper};
-pub use mirror::{Mirrored, mirror, prefix_end};
+pub use mirror::{Mirrored, history, mirror, prefix_end};
 
 /// Generated etcd API (clients only).
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

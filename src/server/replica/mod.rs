@@ -19,6 +19,7 @@
 mod authority;
 mod handoff;
 mod join;
+mod table;
 mod view;
 mod writer;
 

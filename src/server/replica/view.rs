@@ -16,9 +16,9 @@ use std::sync::atomic::Ordering;
 use tokio::time::Instant;
 use tracing::info;
 
+use super::table::Change;
 use super::writer::Want;
 use super::{ClusterInner, Replica};
-use crate::cluster::records::{Key, Record, Records, reason};
 use crate::etcd::{Mirrored, mirror};
 use crate::liveness::{Registry, State, StreamEnd};
 use crate::server::state::{Inner, Shared};
@@ -64,99 +64,48 @@ fn apply(i: &mut Inner, shared: &Shared, r: &Replica, epoch: u64, item: Mirrored
     let wall = |us: u64| clock.instant(us);
     let mut ends = Vec::new();
     let mut scan = false;
-    match item {
-        Mirrored::Snapshot { revision, kvs } => {
-            let mut records = Records::new(&r.cfg.prefix, epoch);
-            for kv in &kvs {
-                match records.key(&kv.key) {
-                    Key::Member(name) => {
-                        records.put_member(name, kv);
-                    }
-                    Key::Replica(id) => records.put_replica(id, kv),
-                    Key::Other => {}
-                }
-            }
-            let views = records
-                .members
-                .iter()
-                .map(|(name, rec)| records.view(name, rec, wall))
-                .collect();
-            c.view.reset(epoch + revision.max(0) as u64, views);
-            let names: Vec<_> = records.members.keys().cloned().collect();
-            c.records = Some(records);
+    let lag = match &item {
+        Mirrored::Put(kv) => c.applied(kv.mod_revision),
+        Mirrored::Delete { revision, .. } => c.applied(*revision),
+        _ => None,
+    };
+    if let Some(lag) = lag {
+        shared.metrics.cluster.view_lag(lag);
+    }
+    let feed = (r.cfg.prefix.as_str(), epoch);
+    match super::table::apply(&mut c.records, &mut c.view, feed, item, wall) {
+        Change::Reset => {
+            let names: Vec<_> = c
+                .records
+                .as_ref()
+                .map(|rs| rs.members.keys().cloned().collect())
+                .unwrap_or_default();
             for name in names {
                 reconcile(core, c, r, &name, &Held(streams), &mut ends);
             }
             shared.resets.fetch_add(1, Ordering::Relaxed);
             scan = true;
         }
-        Mirrored::Put(kv) => {
-            if let Some(lag) = c.applied(kv.mod_revision) {
-                shared.metrics.cluster.view_lag(lag);
-            }
-            let Some(records) = c.records.as_mut() else {
-                return 0;
-            };
-            match records.key(&kv.key) {
-                Key::Member(name) => {
-                    let name: Arc<str> = name.into();
-                    records.put_member(&name, &kv);
-                    // The view takes the mirror's record even when this
-                    // replica's own commit told the records first.
-                    let decoded = prost::Message::decode(kv.value.as_slice()).ok();
-                    if let Some(stored) = decoded {
-                        let rec = Record {
-                            mod_rev: kv.mod_revision,
-                            session: crate::cluster::store::session(epoch, &kv, &stored),
-                            stored,
-                        };
-                        let view = records.view(&name, &rec, wall);
-                        c.view.apply(
-                            crate::cluster::store::revision(epoch, &kv),
-                            view,
-                            reason(&rec),
-                        );
-                    }
-                    reconcile(core, c, r, &name, &Held(streams), &mut ends);
-                }
-                Key::Replica(id) => {
-                    records.put_replica(id, &kv);
-                    scan = true;
-                }
-                Key::Other => {}
+        Change::Member(name) => reconcile(core, c, r, &name, &Held(streams), &mut ends),
+        Change::Removed(name) => {
+            if let Some(m) = core.get(&name).filter(|m| m.state.is_live()) {
+                let session = m.session;
+                core.forget(&name, session);
+                ends.push((session, StreamEnd::Dead));
             }
         }
-        Mirrored::Delete { key, revision } => {
-            if let Some(lag) = c.applied(revision) {
-                shared.metrics.cluster.view_lag(lag);
+        Change::Replicas { deleted } => {
+            // The deletion of this replica's current key (not of one it
+            // already registered again after).
+            if let Some((id, revision)) = deleted
+                && id == r.id
+                && r.fence().is_some_and(|f| revision > f.reg_rev)
+            {
+                r.key_gone.notify_one();
             }
-            let Some(records) = c.records.as_mut() else {
-                return 0;
-            };
-            match records.key(&key) {
-                Key::Member(name) => {
-                    let name: Arc<str> = name.into();
-                    records.members.remove(&name);
-                    c.view.apply_removed(epoch + revision.max(0) as u64, &name);
-                    if let Some(m) = core.get(&name).filter(|m| m.state.is_live()) {
-                        let session = m.session;
-                        core.forget(&name, session);
-                        ends.push((session, StreamEnd::Dead));
-                    }
-                }
-                Key::Replica(id) => {
-                    records.replicas.remove(id);
-                    // The deletion of this replica's current key (not of
-                    // one it already registered again after).
-                    if id == r.id && r.fence().is_some_and(|f| revision > f.reg_rev) {
-                        r.key_gone.notify_one();
-                    }
-                    scan = true;
-                }
-                Key::Other => {}
-            }
+            scan = true;
         }
-        Mirrored::Progress(revision) => c.view.advance(epoch + revision.max(0) as u64),
+        Change::Nothing => {}
     }
     for (session, end) in ends {
         shared.metrics.end(&end);
