@@ -109,3 +109,70 @@ async fn every_replica_serves_one_table_and_fences_across_replicas() {
     a.stop().await;
     b.stop().await;
 }
+
+/// The events of a watch from `since` until it has `n` (a snapshot fails
+/// the test: a resume must replay).
+async fn replay(server: &TestServer, since: u64, n: usize) -> Vec<(u64, i32, String, u64)> {
+    let mut w = Events::open(&mut server.client().await, "", since).await;
+    let mut out = Vec::new();
+    while out.len() < n {
+        let e = w.next().await;
+        assert_ne!(
+            e.r#type,
+            EventType::Snapshot as i32,
+            "a resume from {since} sent a snapshot"
+        );
+        let m = e.member.unwrap();
+        out.push((e.revision, e.r#type, m.instance, m.session));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_resume_works_on_any_replica_even_one_started_later() {
+    let etcd = EtcdCluster::start("resume", 1);
+    let a = TestServer::with(replica_cfg(&etcd, "/hb-resume/")).await;
+    health_is(&a, "heartbeat.v1.Heartbeat", ServingStatus::Serving).await;
+    let since = a
+        .client()
+        .await
+        .list_members(ListMembersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .revision;
+    let mut client = a.client().await;
+    let (mut x, _) = Beat::join(&mut client, "web", "x").await;
+    let (mut y, _) = Beat::join(&mut client, "web", "y").await;
+    x.ping(1).await;
+    x.send(common::leave_req()).await;
+    x.expect_ok_end().await;
+    y.ping(1).await;
+    let on_a = replay(&a, since, 3).await;
+
+    // B starts after all of it: its own history is empty.
+    let b = TestServer::with(replica_cfg(&etcd, "/hb-resume/")).await;
+    health_is(&b, "heartbeat.v1.Heartbeat", ServingStatus::Serving).await;
+    assert_eq!(
+        replay(&b, since, 3).await,
+        on_a,
+        "B replays what A delivered"
+    );
+    // From the middle, too.
+    assert_eq!(replay(&b, on_a[0].0, 2).await, on_a[1..].to_vec());
+
+    // Once etcd compacted past it, a resume on a replica without it in its
+    // history is a snapshot.
+    let head = common::cluster::etcd_revision(&etcd);
+    etcd.etcdctl(&["compact", &head.to_string()])
+        .expect("compact");
+    let c = TestServer::with(replica_cfg(&etcd, "/hb-resume/")).await;
+    health_is(&c, "heartbeat.v1.Heartbeat", ServingStatus::Serving).await;
+    let mut w = Events::open(&mut c.client().await, "", since).await;
+    let (rows, _) = w.snapshot().await;
+    assert_eq!(rows.len(), 2, "x (LEFT) and y");
+    drop(y);
+    for s in [a, b, c] {
+        s.stop().await;
+    }
+}

@@ -32,11 +32,13 @@ use std::sync::atomic::Ordering;
 
 use futures_util::Stream;
 use tokio::sync::broadcast::{self, error::TryRecvError};
+use tokio::time::Instant;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 use tonic::Status as GrpcStatus;
 use tracing::debug;
 
 use super::convert;
+use super::replica::catchup::CatchUp;
 use super::state::{Inner, Shared};
 use super::watch_limit::WatchSlot;
 use crate::liveness::{Event, MemberView};
@@ -87,13 +89,20 @@ pub(crate) fn watch(
     let resets = shared.resets.load(Ordering::Relaxed);
     let (rx, phase, last) = shared.with(|i| {
         let rx = shared.events.subscribe();
-        let resumable =
-            req.since_revision != 0 && i.table().events_since(req.since_revision).is_some();
-        if resumable {
-            (rx, Phase::Replay, req.since_revision)
+        let (since, table) = (req.since_revision, i.table());
+        let phase = if since == 0 {
+            None
+        } else if table.events_since(since).is_some() {
+            Some(Phase::Replay)
+        } else if since > table.revision() && shared.replica.is_some() {
+            // From a replica a little ahead of this one: wait for it.
+            Some(Phase::Ahead(Instant::now() + super::resume::AHEAD_WAIT))
         } else {
-            let revision = i.table().revision();
-            (rx, Phase::snapshot(revision), revision)
+            CatchUp::start(&shared, since, table.revision()).map(|c| Phase::CatchUp(Box::new(c)))
+        };
+        match phase {
+            Some(phase) => (rx, phase, since),
+            None => (rx, Phase::snapshot(table.revision()), table.revision()),
         }
     });
     let watch = MemberWatch {
@@ -118,7 +127,7 @@ pub(crate) fn watch(
 }
 
 /// Something read and not yet sent (shared, converted when sent).
-enum Out {
+pub(super) enum Out {
     /// A snapshot row, and the revision the snapshot began at.
     Row(MemberView, u64),
     /// SNAPSHOT_END at that revision.
@@ -126,7 +135,7 @@ enum Out {
     Event(Arc<Event>),
 }
 
-enum Phase {
+pub(super) enum Phase {
     /// Reading the table from `cursor`; rows carry `revision`. `queued`
     /// holds events for slots already sent.
     Snapshot {
@@ -140,6 +149,12 @@ enum Phase {
     Replay,
     /// Receiving the broadcast.
     Live,
+    /// Cluster mode: `last` is ahead of this replica's view; waiting (until
+    /// the instant) for the view to pass it, else a snapshot.
+    Ahead(Instant),
+    /// Cluster mode: `last` is older than this replica's history; reading
+    /// etcd's until the shared history takes over.
+    CatchUp(Box<CatchUp>),
 }
 
 impl Phase {
@@ -152,16 +167,16 @@ impl Phase {
     }
 }
 
-struct MemberWatch {
-    shared: Arc<Shared>,
-    filter: Option<String>,
-    rx: broadcast::Receiver<Arc<Event>>,
-    phase: Phase,
-    out: VecDeque<Out>,
+pub(super) struct MemberWatch {
+    pub(super) shared: Arc<Shared>,
+    pub(super) filter: Option<String>,
+    pub(super) rx: broadcast::Receiver<Arc<Event>>,
+    pub(super) phase: Phase,
+    pub(super) out: VecDeque<Out>,
     /// Revision of the last event sent (or the snapshot's); older live
     /// events are skipped.
-    last: u64,
-    drained: Pin<Box<WaitForCancellationFutureOwned>>,
+    pub(super) last: u64,
+    pub(super) drained: Pin<Box<WaitForCancellationFutureOwned>>,
     done: bool,
     /// The table's resets seen (a reset sends a fresh snapshot).
     resets: u64,
@@ -169,7 +184,7 @@ struct MemberWatch {
 }
 
 impl MemberWatch {
-    fn matches(&self, e: &Event) -> bool {
+    pub(super) fn matches(&self, e: &Event) -> bool {
         self.filter
             .as_deref()
             .is_none_or(|s| e.member.service() == s)
@@ -214,6 +229,11 @@ impl MemberWatch {
                     None => self.phase = Phase::Live,
                 },
                 Phase::Replay => self.replay_batch(),
+                Phase::Ahead(until) => {
+                    let until = *until;
+                    self.ahead(until).await;
+                }
+                Phase::CatchUp(_) => self.catch_up().await,
                 Phase::Live => {
                     let received = tokio::select! {
                         biased;
@@ -330,7 +350,7 @@ impl MemberWatch {
 }
 
 /// Starts a snapshot over, from the table as it is now.
-fn restart(
+pub(super) fn restart(
     i: &Inner,
     shared: &Shared,
     rx: &mut broadcast::Receiver<Arc<Event>>,

@@ -29,6 +29,7 @@ mod error;
 mod members;
 mod persist;
 mod replica;
+mod resume;
 mod service;
 mod state;
 mod watch_limit;

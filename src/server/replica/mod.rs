@@ -17,6 +17,7 @@
 //! the one write a stream waits for (its session is the commit revision).
 
 mod authority;
+pub(crate) mod catchup;
 mod handoff;
 mod join;
 mod table;
@@ -106,6 +107,8 @@ pub(crate) struct Replica {
     /// Told when the view sees this replica's own key deleted: the lease
     /// is gone (revoked, or expired unnoticed), whatever the keeper says.
     pub(crate) key_gone: Notify,
+    /// Slots for WatchMembers catch-ups from etcd's history.
+    pub(crate) catch_ups: Arc<tokio::sync::Semaphore>,
     /// Told when the view has its first snapshot (registration waits for
     /// it: a replica that accepts Joins knows the records).
     pub(crate) view_ready: Notify,
@@ -128,6 +131,7 @@ impl Replica {
             writes: Notify::new(),
             view_ready: Notify::new(),
             key_gone: Notify::new(),
+            catch_ups: Arc::new(tokio::sync::Semaphore::new(catchup::CATCH_UPS)),
         })
     }
 
