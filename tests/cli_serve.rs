@@ -76,6 +76,73 @@ async fn env_vars_set_flags_and_bad_values_name_the_flag() {
 }
 
 #[tokio::test]
+async fn cluster_flags_are_checked_before_anything_starts() {
+    // Two sources of truth: refused, naming both flags (SPEC §7).
+    let dir = common::temp_dir("etcd-and-state");
+    let (code, err) = run(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            dir.to_str().unwrap(),
+            "--etcd-endpoints",
+            "127.0.0.1:1",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("--state-dir") && err.contains("--etcd-endpoints"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+    for (ttl, ok) in [("1s", false), ("61s", false)] {
+        let (code, err) = run(
+            &[
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--etcd-endpoints",
+                "127.0.0.1:1",
+                "--etcd-lease-ttl",
+                ttl,
+            ],
+            &[],
+        )
+        .await;
+        assert_eq!((code, ok), (Some(1), false), "{ttl}: {err}");
+        assert!(err.contains("--etcd-lease-ttl"), "{err}");
+    }
+    let (code, err) = run(
+        &["serve", "--listen", "127.0.0.1:0"],
+        &[
+            ("HEARTBEAT_ETCD_ENDPOINTS", "127.0.0.1:1"),
+            ("HEARTBEAT_ETCD_PREFIX", "no-slash"),
+        ],
+    )
+    .await;
+    assert_eq!(code, Some(1));
+    assert!(err.contains("--etcd-prefix"), "{err}");
+    let (code, err) = run(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--etcd-endpoints",
+            "127.0.0.1:1",
+            "--etcd-ca",
+            "/nonexistent/ca.pem",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(code, Some(1));
+    assert!(err.contains("--etcd-ca"), "{err}");
+}
+
+#[tokio::test]
 async fn help_lists_every_serve_flag() {
     let mut p = Proc::spawn(&["serve", "--help"]);
     let mut help = String::new();
@@ -98,6 +165,14 @@ async fn help_lists_every_serve_flag() {
         "--max-watches-per-connection",
         "HEARTBEAT_LISTEN",
         "HEARTBEAT_IDLE_TIMEOUT",
+        "--etcd-endpoints",
+        "--etcd-prefix",
+        "--etcd-lease-ttl",
+        "--advertise",
+        "--etcd-ca",
+        "--etcd-cert",
+        "--etcd-key",
+        "HEARTBEAT_ETCD_ENDPOINTS",
     ] {
         assert!(help.contains(flag), "{flag} in help");
     }
