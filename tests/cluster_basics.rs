@@ -86,6 +86,16 @@ async fn every_replica_serves_one_table_and_fences_across_replicas() {
     assert_eq!(list_a.members.len(), 1);
     assert_eq!(list_b.members[0].state, MemberState::Alive as i32);
 
+    // `heartbeat members` on B names the replica holding each member.
+    let (code, text) =
+        common::process::Proc::run(&["members", "--server", &b.addr.to_string()]).await;
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.lines().next().is_some_and(|h| h.contains("REPLICA")),
+        "{text}"
+    );
+    assert!(text.contains(&welcome_a.server_id), "{text}");
+
     // The same identity joins on B: A's stream ends ABORTED, superseded.
     let (mut on_b, welcome_b) = Beat::join(&mut b.client().await, "web", "x").await;
     assert!(welcome_b.session > welcome_a.session);

@@ -93,33 +93,50 @@ pub(crate) fn member_json(m: &Member, now: SystemTime) -> Value {
         "last_seen": rfc3339(&m.last_seen),
         "last_seen_ago_ms": ago(m, now).map(|d| d.as_millis() as u64),
         "labels": m.labels,
+        "replica": m.replica,
     })
 }
 
-/// The member table, with a header line.
+/// The member table, with a header line; a REPLICA column when the
+/// server is a cluster replica (members carry the replica holding them).
 pub(crate) fn member_table(members: &[Member], now: SystemTime) -> String {
-    let mut rows = vec![[
-        "SERVICE".to_owned(),
-        "INSTANCE".into(),
-        "STATE".into(),
-        "STATUS".into(),
-        "LAST SEEN".into(),
-        "SESSION".into(),
-        "LABELS".into(),
-    ]];
+    let cluster = members.iter().any(|m| !m.replica.is_empty());
+    let mut header: Vec<String> = [
+        "SERVICE",
+        "INSTANCE",
+        "STATE",
+        "STATUS",
+        "LAST SEEN",
+        "SESSION",
+    ]
+    .map(String::from)
+    .to_vec();
+    if cluster {
+        header.push("REPLICA".into());
+    }
+    header.push("LABELS".into());
+    let mut rows = vec![header];
     for m in members {
         let seen = ago(m, now).map_or("-".into(), |d| format!("{} ago", human(d)));
-        rows.push([
+        let mut row = vec![
             m.service.clone(),
             m.instance.clone(),
             state(m),
             status(m),
             seen,
             m.session.to_string(),
-            labels(m),
-        ]);
+        ];
+        if cluster {
+            row.push(if m.replica.is_empty() {
+                "-".into()
+            } else {
+                m.replica.clone()
+            });
+        }
+        row.push(labels(m));
+        rows.push(row);
     }
-    let widths: Vec<usize> = (0..7)
+    let widths: Vec<usize> = (0..rows[0].len())
         .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
