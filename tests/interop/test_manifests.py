@@ -5,10 +5,13 @@ SERVING when the server and the agent run with the manifests' own arguments.
 """
 
 import json
+import os
 import queue
 import re
+import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -152,3 +155,73 @@ def test_dockerfile_is_multistage_and_non_root():
     assert "strip target/release/heartbeat" in text
     cmd = json.loads(re.search(r"^CMD\s+(\[.*\])", final, re.M).group(1))
     assert cmd[0] == "serve" and set(a for a in cmd if a.startswith("--")) <= flags_of("serve")
+
+
+def etcd_bin():
+    """Debian's etcd, as scripts/etcd.sh put it (the test command runs it)."""
+    bin_dir = os.environ.get("HEARTBEAT_ETCD_BIN", str(ROOT / "target" / "etcd" / "usr" / "bin"))
+    path = Path(bin_dir) / "etcd"
+    assert path.exists(), f"etcd is missing: run scripts/etcd.sh ({path})"
+    return str(path)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_cluster_manifests_match_the_real_server(tmp_path):
+    etcd_svc, etcd_set = docs("cluster/etcd.yaml")
+    deployment, pdb, service = docs("cluster/heartbeat.yaml")
+    assert (etcd_set["kind"], etcd_set["spec"]["replicas"]) == ("StatefulSet", 3)
+    assert etcd_svc["spec"]["clusterIP"] == "None", "stable etcd-N.etcd names"
+    assert deployment["spec"]["replicas"] == 3 and pdb["kind"] == "PodDisruptionBudget"
+    c = container(deployment, "heartbeat")
+    args = c["args"]
+    for flag in [a for a in args if a.startswith("--")]:
+        assert flag in flags_of("serve"), f"{flag} is not a flag of heartbeat serve"
+    endpoints = flag_value(args, "--etcd-endpoints").split(",")
+    assert endpoints == [f"http://etcd-{i}.etcd:2379" for i in range(3)]
+    assert flag_value(args, "--advertise") == "$(POD_IP):50051"
+    assert {e["name"] for e in c["env"]} == {"POD_IP"}
+    ready = c["readinessProbe"]["grpc"]
+    assert ready["service"] == "heartbeat.v1.Heartbeat" and c["livenessProbe"]["grpc"].get("service", "") == ""
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+    # Three replicas run with the manifest's flags (etcd on loopback) and
+    # all become ready: registered in etcd, serving Beat streams.
+    client, peer = free_port(), free_port()
+    etcd = subprocess.Popen(
+        [etcd_bin(), "--name", "m0", "--data-dir", str(tmp_path / "etcd"),
+         "--listen-client-urls", f"http://127.0.0.1:{client}",
+         "--advertise-client-urls", f"http://127.0.0.1:{client}",
+         "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+         "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+         "--initial-cluster", f"m0=http://127.0.0.1:{peer}",
+         "--log-level", "error", "--logger", "zap"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    replicas = []
+    try:
+        local = [a.replace("0.0.0.0:", "127.0.0.1:") for a in args[1:]]
+        local[local.index("--listen") + 1] = "127.0.0.1:0"
+        local[local.index("--metrics-listen") + 1] = "127.0.0.1:0"
+        local[local.index("--drain") + 1] = "100ms"
+        local[local.index("--etcd-endpoints") + 1] = f"127.0.0.1:{client}"
+        i = local.index("--advertise")
+        del local[i:i + 2]  # the bound address, on loopback
+        local = [a for a in local if a not in ("--log-format", "json")]
+        for _ in range(3):
+            replicas.append(Server(*local, listen=False))
+        for r in replicas:
+            r.wait_log(lambda l: l.get("message") == "registered this replica in etcd")
+            deadline = time.monotonic() + 2 * WAIT
+            while check(r.addr, ready["service"]) != health_pb2.HealthCheckResponse.SERVING:
+                assert time.monotonic() < deadline, f"{r.addr} never ready"
+                time.sleep(0.05)
+    finally:
+        for r in replicas:
+            r.stop()
+        etcd.terminate()
+        etcd.wait(timeout=WAIT)
