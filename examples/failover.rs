@@ -1,0 +1,190 @@
+//! The failover benchmark of cluster mode (SPEC §7.5): N members, through
+//! the client library, all held by the first replica; then that replica is
+//! killed (`kill -9` of `--kill-pid`) and the members move to the others.
+//! Reports what a user would check: false DEAD (DEAD events of members that
+//! kept running, from a WatchMembers stream on a surviving replica), how long
+//! until every member is ALIVE on a survivor, and etcd's write rate during
+//! the burst (etcd revisions sampled every 100 ms).
+//!
+//! ```sh
+//! cargo run --release --example failover -- \
+//!   --servers A,B,C --members 10000 --kill-pid PID_OF_A --etcd 127.0.0.1:2379
+//! ```
+//! Half the members try B after A, half C. One JSON line on stdout.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use heartbeat::client::{Client, ClientConfig, ClientState};
+use heartbeat::etcd::Etcd;
+use heartbeat::etcd::pb::etcdserverpb::RangeRequest;
+use heartbeat::pb::heartbeat::v1::{
+    EventType, ListMembersRequest, MemberState, WatchMembersRequest,
+    heartbeat_client::HeartbeatClient,
+};
+use tokio::time::Instant;
+
+struct Args {
+    servers: Vec<String>,
+    members: usize,
+    kill_pid: u32,
+    etcd: String,
+    interval: Duration,
+    timeout: Duration,
+}
+
+fn args() -> Result<Args, String> {
+    let mut a = Args {
+        servers: Vec::new(),
+        members: 10_000,
+        kill_pid: 0,
+        etcd: "127.0.0.1:2379".into(),
+        interval: Duration::from_secs(1),
+        timeout: Duration::from_secs(3),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or(format!("{flag} needs a value"))?;
+        let ms = |v: &str| humantime::parse_duration(v).map_err(|e| format!("{flag}: {e}"));
+        match flag.as_str() {
+            "--servers" => a.servers = value.split(',').map(String::from).collect(),
+            "--members" => a.members = value.parse().map_err(|e| format!("{flag}: {e}"))?,
+            "--kill-pid" => a.kill_pid = value.parse().map_err(|e| format!("{flag}: {e}"))?,
+            "--etcd" => a.etcd = value,
+            "--interval" => a.interval = ms(&value)?,
+            "--timeout" => a.timeout = ms(&value)?,
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    if a.servers.len() < 3 || a.kill_pid == 0 {
+        return Err("--servers A,B,C and --kill-pid (of A) are required".into());
+    }
+    Ok(a)
+}
+
+async fn etcd_revision(etcd: &Etcd) -> i64 {
+    let r = etcd
+        .range(RangeRequest {
+            key: b"/".to_vec(),
+            limit: 1,
+            ..Default::default()
+        })
+        .await;
+    r.ok().and_then(|r| r.header).map_or(0, |h| h.revision)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let a = args().map_err(|e| {
+        eprintln!("failover: {e}");
+        std::process::exit(2)
+    })?;
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let (first, b, c) = (&a.servers[0], &a.servers[1], &a.servers[2]);
+    let mut clients = Vec::with_capacity(a.members);
+    for i in 0..a.members {
+        let order = if i % 2 == 0 { [first, b, c] } else { [first, c, b] };
+        let cfg = ClientConfig::new(order.map(|s| s.clone()), "fleet", format!("m-{i:06}"))
+            .interval(a.interval)
+            .timeout(a.timeout);
+        clients.push(Client::spawn(cfg)?);
+        if i % 500 == 499 {
+            // Within the server's join rate.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    for cl in &clients {
+        cl.subscribe()
+            .wait_for(|s| s.state == ClientState::Online)
+            .await?;
+    }
+    let url = |s: &str| format!("http://{s}");
+    let mut on_b = HeartbeatClient::connect(url(b)).await?;
+    let on_c = HeartbeatClient::connect(url(c)).await?;
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let l = on_b.list_members(ListMembersRequest::default()).await?.into_inner();
+        if l.members.len() == a.members {
+            break;
+        }
+        if Instant::now() > until {
+            return Err("not every member listed on B".into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Every DEAD seen on B from now on.
+    let dead = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
+    let mut watch = on_b
+        .watch_members(WatchMembersRequest::default())
+        .await?
+        .into_inner();
+    let d = dead.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(e)) = watch.message().await {
+            if e.r#type == EventType::Dead as i32
+                && let Some(m) = e.member
+            {
+                *d.lock().unwrap().entry(m.instance).or_default() += 1;
+            }
+        }
+    });
+    let etcd = Etcd::new(&[a.etcd.clone()], Duration::from_secs(2))?;
+    let before = etcd_revision(&etcd).await;
+    let (a_id, killed) = {
+        let l = on_b.list_members(ListMembersRequest::default()).await?.into_inner();
+        let id = l.members.first().map(|m| m.replica.clone()).unwrap_or_default();
+        let ok = std::process::Command::new("kill")
+            .args(["-KILL", &a.kill_pid.to_string()])
+            .status()?
+            .success();
+        if !ok {
+            return Err("kill -9 failed".into());
+        }
+        (id, Instant::now())
+    };
+    // Sample etcd's revision and the survivors' table until every member is
+    // ALIVE on one of them.
+    let mut samples = vec![(0.0, before)];
+    let mut on_c = on_c;
+    let moved = loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let rev = etcd_revision(&etcd).await;
+        samples.push((killed.elapsed().as_secs_f64(), rev));
+        let l = on_c.list_members(ListMembersRequest::default()).await?.into_inner();
+        let done = l.members.len() == a.members
+            && l.members
+                .iter()
+                .all(|m| m.state == MemberState::Alive as i32 && m.replica != a_id);
+        if done {
+            break killed.elapsed();
+        }
+        if killed.elapsed() > Duration::from_secs(120) {
+            return Err("members never all ALIVE on the survivors".into());
+        }
+    };
+    let after = etcd_revision(&etcd).await;
+    let peak = samples
+        .windows(2)
+        .map(|w| (w[1].1 - w[0].1) as f64 / (w[1].0 - w[0].0))
+        .fold(0.0, f64::max);
+    let offline = clients
+        .iter()
+        .filter(|c| c.status().state != ClientState::Online)
+        .count();
+    let false_dead: usize = dead.lock().unwrap().values().sum();
+    println!(
+        "{}",
+        serde_json::json!({
+            "members": a.members,
+            "false_dead": false_dead,
+            "all_alive_on_survivors_s": moved.as_secs_f64(),
+            "etcd_writes": after - before,
+            "etcd_writes_per_s_mean": (after - before) as f64 / moved.as_secs_f64(),
+            "etcd_writes_per_s_peak_100ms": peak,
+            "clients_not_online_at_end": offline,
+        })
+    );
+    drop(clients);
+    Ok(())
+}

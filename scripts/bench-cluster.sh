@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Cluster mode's benchmarks (issue: cluster mode), side by side in one run on
+# one machine, everything on loopback:
+#
+#   1. steady state, alternating ROUNDS times (default 3):
+#      embedded  one `heartbeat serve`, 10k members at 1 Hz (heartbeat bench)
+#      cluster1  3 replicas on a 3-member etcd, the same 10k on one replica
+#      and once: cluster3, 3 replicas x 10k members each (30k)
+#      -> server CPU per ping, RSS per member, etcd writes/s while pinging
+#   2. failover: 10k members on replica A, kill -9 A (examples/failover.rs)
+#      -> false DEAD, time until all ALIVE on B/C, etcd writes/s in the burst
+#   3. the peer a user would pick instead: one etcd lease + key per member,
+#      1 s keepalives (examples/etcd_leases.rs) -> etcd CPU, false expiries
+#
+#   scripts/bench-cluster.sh > cluster-bench.txt
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-3}
+MEMBERS=${MEMBERS:-10000}
+cargo build --release --bins --example failover --example etcd_leases >&2
+HB=target/release/heartbeat
+ETCD_BIN=$(scripts/etcd.sh)
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+etcd_up() { # starts a fresh 3-member etcd; sets ETCD_PIDS and ENDPOINTS
+  local name=$1 cluster="" i
+  rm -rf "$work/etcd"
+  for i in 1 2 3; do cluster+="m$i=http://127.0.0.1:2380$i,"; done
+  ETCD_PIDS=()
+  for i in 1 2 3; do
+    "$ETCD_BIN/etcd" --name "m$i" --data-dir "$work/etcd/m$i" \
+      --listen-client-urls "http://127.0.0.1:2379$i" --advertise-client-urls "http://127.0.0.1:2379$i" \
+      --listen-peer-urls "http://127.0.0.1:2380$i" --initial-advertise-peer-urls "http://127.0.0.1:2380$i" \
+      --initial-cluster "${cluster%,}" --initial-cluster-token "$name" \
+      --heartbeat-interval 100 --election-timeout 1000 --log-level error --logger zap \
+      >/dev/null 2>&1 &
+    ETCD_PIDS+=($!)
+    pids+=($!)
+  done
+  ENDPOINTS=127.0.0.1:23791,127.0.0.1:23792,127.0.0.1:23793
+  for _ in $(seq 100); do
+    "$ETCD_BIN/etcdctl" --endpoints "$ENDPOINTS" endpoint health >/dev/null 2>&1 && return
+    sleep 0.1
+  done
+  echo "etcd did not start" >&2
+  exit 1
+}
+etcd_down() {
+  for p in "${ETCD_PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  sleep 0.5
+}
+revision() {
+  "$ETCD_BIN/etcdctl" --endpoints "$ENDPOINTS" endpoint status -w json |
+    python3 -c 'import json,sys; print(max(e["Status"]["header"]["revision"] for e in json.load(sys.stdin)))'
+}
+
+serve() { # serve NAME ARGS...: starts a server; sets SPID and ADDR
+  local name=$1
+  shift
+  "$HB" serve --listen 127.0.0.1:0 --log-format json --max-join-rate 100000 --retention 1s "$@" \
+    2>"$work/$name.log" &
+  SPID=$!
+  pids+=($SPID)
+  for _ in $(seq 200); do grep -q '"listening"' "$work/$name.log" && break; sleep 0.05; done
+  ADDR=$(grep -m1 '"listening"' "$work/$name.log" |
+    python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["addr"])')
+  for _ in $(seq 200); do "$HB" check --server "$ADDR" heartbeat.v1.Heartbeat >/dev/null 2>&1 && return; sleep 0.05; done
+  echo "$name never became ready" >&2
+  exit 1
+}
+bench() { # bench ADDR PID OUT
+  "$HB" bench --server "$1" --members "$MEMBERS" --connections 20 --interval 1s --duration 30s \
+    --server-pid "$2" --json --quiet >"$3"
+}
+report() { # report LABEL FILE [writes/s]
+  python3 - "$@" <<'PY'
+import json, sys
+label, path = sys.argv[1], sys.argv[2]
+j = json.load(open(path))
+extra = f", etcd writes/s while pinging {sys.argv[3]}" if len(sys.argv) > 3 else ""
+print(f"{label}: server CPU {j['server_cpu_us_per_ping']:.2f} us/ping, "
+      f"RSS {j['server_rss_per_member_bytes'] / 1024:.2f} KiB/member, "
+      f"RTT p99 {j['rtt_us']['p99'] / 1000:.2f} ms, joined {j['joined']}, "
+      f"false expiries {j['false_expiries']}{extra}")
+PY
+}
+cluster_flags() { echo --etcd-endpoints "$ENDPOINTS" --etcd-prefix "/$1/" --etcd-lease-ttl 10s; }
+
+echo "== steady state, $MEMBERS members per loaded server at 1 Hz, 30 s measured"
+for round in $(seq "$ROUNDS"); do
+  serve embedded
+  bench "$ADDR" "$SPID" "$work/e.json"
+  report "round $round embedded" "$work/e.json"
+  kill "$SPID"; wait "$SPID" 2>/dev/null || true
+
+  etcd_up "c1-$round"
+  serve a $(cluster_flags "c1-$round"); a_pid=$SPID; a_addr=$ADDR
+  serve b $(cluster_flags "c1-$round"); b_pid=$SPID
+  serve c $(cluster_flags "c1-$round"); c_pid=$SPID
+  bench "$a_addr" "$a_pid" "$work/c1.json" &
+  bpid=$!
+  # etcd's revision over 20 s of the measured phase (all joined by then).
+  sleep 12; r0=$(revision); sleep 20; r1=$(revision)
+  wait "$bpid"
+  report "round $round cluster1" "$work/c1.json" "$(( (r1 - r0) / 20 ))"
+  kill "$a_pid" "$b_pid" "$c_pid"; wait "$a_pid" "$b_pid" "$c_pid" 2>/dev/null || true
+  etcd_down
+done
+
+etcd_up c3
+serve a $(cluster_flags c3); a_pid=$SPID; a_addr=$ADDR
+serve b $(cluster_flags c3); b_pid=$SPID; b_addr=$ADDR
+serve c $(cluster_flags c3); c_pid=$SPID; c_addr=$ADDR
+bench "$a_addr" "$a_pid" "$work/c3a.json" & ba=$!
+bench "$b_addr" "$b_pid" "$work/c3b.json" & bb=$!
+bench "$c_addr" "$c_pid" "$work/c3c.json" & bc=$!
+sleep 15; r0=$(revision); sleep 20; r1=$(revision)
+wait "$ba" "$bb" "$bc"
+for x in a b c; do report "cluster3 replica $x" "$work/c3$x.json" "$(( (r1 - r0) / 20 ))"; done
+kill "$a_pid" "$b_pid" "$c_pid"; wait "$a_pid" "$b_pid" "$c_pid" 2>/dev/null || true
+etcd_down
+
+echo "== failover: $MEMBERS members on replica A, kill -9 A (member interval 1 s, timeout 3 s, lease TTL 10 s)"
+for round in 1 2; do
+  etcd_up "f-$round"
+  serve a $(cluster_flags "f-$round"); a_pid=$SPID; a_addr=$ADDR
+  serve b $(cluster_flags "f-$round"); b_addr=$ADDR
+  serve c $(cluster_flags "f-$round"); c_addr=$ADDR
+  echo -n "round $round: "
+  target/release/examples/failover --servers "$a_addr,$b_addr,$c_addr" --members "$MEMBERS" \
+    --kill-pid "$a_pid" --etcd 127.0.0.1:23791
+  etcd_down
+done
+
+echo "== etcd leases: $MEMBERS leases (TTL 3 s) + keys, keepalive every 1 s, 30 s measured"
+etcd_up leases
+target/release/examples/etcd_leases --etcd "$ENDPOINTS" --members "$MEMBERS" --ttl 3s --interval 1s \
+  --duration 30s --etcd-pids "$(IFS=,; echo "${ETCD_PIDS[*]}")"
+echo "== etcd during heartbeat's steady state, for comparison: 3 replicas, $MEMBERS members"
+etcd_down
+etcd_up hb-etcd
+serve a $(cluster_flags hb-etcd); a_pid=$SPID; a_addr=$ADDR
+serve b $(cluster_flags hb-etcd)
+serve c $(cluster_flags hb-etcd)
+bench "$a_addr" "$a_pid" "$work/hb.json" & bpid=$!
+sleep 12
+t0=$(python3 -c "print(sum(sum(int(x) for x in open(f'/proc/{p}/stat').read().rsplit(')',1)[1].split()[11:13]) for p in '${ETCD_PIDS[*]}'.split()))")
+sleep 20
+t1=$(python3 -c "print(sum(sum(int(x) for x in open(f'/proc/{p}/stat').read().rsplit(')',1)[1].split()[11:13]) for p in '${ETCD_PIDS[*]}'.split()))")
+wait "$bpid"
+python3 -c "print(f'heartbeat cluster, $MEMBERS members pinging: etcd CPU {($t1 - $t0) / 100 / 20:.4f} cores')"
+report "heartbeat cluster (same run)" "$work/hb.json"
