@@ -75,9 +75,9 @@ serve() { # serve NAME ARGS...: starts a server; sets SPID and ADDR
   echo "$name never became ready" >&2
   exit 1
 }
-bench() { # bench ADDR PID OUT
-  "$HB" bench --server "$1" --members "$MEMBERS" --connections 20 --interval 1s --duration 30s \
-    --server-pid "$2" --json --quiet >"$3"
+bench() { # bench ADDR PID OUT [SERVICE]: distinct services, so benches never share identities
+  "$HB" bench --server "$1" --service "${4:-bench}" --members "$MEMBERS" --connections 20 \
+    --interval 1s --duration 30s --server-pid "$2" --json --quiet >"$3"
 }
 report() { # report LABEL FILE [writes/s]
   python3 - "$@" <<'PY'
@@ -106,8 +106,9 @@ for round in $(seq "$ROUNDS"); do
   serve c $(cluster_flags "c1-$round"); c_pid=$SPID
   bench "$a_addr" "$a_pid" "$work/c1.json" &
   bpid=$!
-  # etcd's revision over 20 s of the measured phase (all joined by then).
-  sleep 12; r0=$(revision); sleep 20; r1=$(revision)
+  # etcd's revision over 20 s inside the measured phase (all joined by
+  # then, none left yet: the Leaves at the end are writes).
+  sleep 8; r0=$(revision); sleep 20; r1=$(revision)
   wait "$bpid"
   report "round $round cluster1" "$work/c1.json" "$(( (r1 - r0) / 20 ))"
   kill "$a_pid" "$b_pid" "$c_pid"; wait "$a_pid" "$b_pid" "$c_pid" 2>/dev/null || true
@@ -118,10 +119,10 @@ etcd_up c3
 serve a $(cluster_flags c3); a_pid=$SPID; a_addr=$ADDR
 serve b $(cluster_flags c3); b_pid=$SPID; b_addr=$ADDR
 serve c $(cluster_flags c3); c_pid=$SPID; c_addr=$ADDR
-bench "$a_addr" "$a_pid" "$work/c3a.json" & ba=$!
-bench "$b_addr" "$b_pid" "$work/c3b.json" & bb=$!
-bench "$c_addr" "$c_pid" "$work/c3c.json" & bc=$!
-sleep 15; r0=$(revision); sleep 20; r1=$(revision)
+bench "$a_addr" "$a_pid" "$work/c3a.json" bench-a & ba=$!
+bench "$b_addr" "$b_pid" "$work/c3b.json" bench-b & bb=$!
+bench "$c_addr" "$c_pid" "$work/c3c.json" bench-c & bc=$!
+sleep 10; r0=$(revision); sleep 20; r1=$(revision)
 wait "$ba" "$bb" "$bc"
 for x in a b c; do report "cluster3 replica $x" "$work/c3$x.json" "$(( (r1 - r0) / 20 ))"; done
 kill "$a_pid" "$b_pid" "$c_pid"; wait "$a_pid" "$b_pid" "$c_pid" 2>/dev/null || true
@@ -150,7 +151,7 @@ serve a $(cluster_flags hb-etcd); a_pid=$SPID; a_addr=$ADDR
 serve b $(cluster_flags hb-etcd)
 serve c $(cluster_flags hb-etcd)
 bench "$a_addr" "$a_pid" "$work/hb.json" & bpid=$!
-sleep 12
+sleep 8
 t0=$(python3 -c "print(sum(sum(int(x) for x in open(f'/proc/{p}/stat').read().rsplit(')',1)[1].split()[11:13]) for p in '${ETCD_PIDS[*]}'.split()))")
 sleep 20
 t1=$(python3 -c "print(sum(sum(int(x) for x in open(f'/proc/{p}/stat').read().rsplit(')',1)[1].split()[11:13]) for p in '${ETCD_PIDS[*]}'.split()))")

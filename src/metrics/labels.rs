@@ -25,6 +25,8 @@ label_values! {
         /// Cluster mode: etcd could not be written (or this replica's
         /// authority is in doubt).
         RegistryUnavailable => "registry_unavailable",
+        /// Cluster mode: too many Joins wait for their etcd write.
+        RegistryBusy => "registry_busy",
         /// --max-members reached.
         MemberLimit => "member_limit",
         /// --max-join-rate reached.

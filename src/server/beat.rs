@@ -244,11 +244,15 @@ async fn first(
         Some(replica) => {
             shared.with(|i| admit(shared, i, &name, &join, now))?;
             // In a task of its own: a Join written to etcd reaches the core
-            // even if this stream is dropped meanwhile.
+            // even if this stream is dropped meanwhile. One not written yet
+            // when the stream goes is not written at all (the guard).
+            let asked = tokio_util::sync::CancellationToken::new();
+            let _gone = asked.clone().drop_guard();
             let shared = shared.clone();
             tokio::spawn(async move {
                 let session =
-                    super::replica::commit_join(shared.clone(), replica, join.clone(), now).await?;
+                    super::replica::commit_join(shared.clone(), replica, join.clone(), now, asked)
+                        .await?;
                 shared.with(|i| {
                     let newer = i
                         .cluster

@@ -60,6 +60,11 @@ pub enum BeatError {
     /// (SPEC §7.6).
     #[error("this replica is cut off from the registry; reconnect to another replica")]
     Moved,
+    /// Cluster mode: too many Joins wait for their etcd write already.
+    #[error(
+        "{0} joins are waiting for the registry already; retry with backoff, or join another replica"
+    )]
+    RegistryBusy(usize),
     /// Cluster mode: the Join could not be written to etcd (SPEC §7.6).
     #[error("registry unavailable: {0}; retry, or join another replica")]
     Registry(String),
@@ -107,6 +112,7 @@ impl BeatError {
             BeatError::Flood { .. } => Rejection::PingFlood,
             BeatError::Draining => Rejection::Draining,
             BeatError::Registry(_) => Rejection::RegistryUnavailable,
+            BeatError::RegistryBusy(_) => Rejection::RegistryBusy,
             BeatError::MemberLimit(_) => Rejection::MemberLimit,
             BeatError::JoinRate(_) => Rejection::JoinRate,
             BeatError::PingBudget(_) => Rejection::PingBudget,
@@ -127,7 +133,8 @@ impl BeatError {
             BeatError::Flood { .. }
             | BeatError::MemberLimit(_)
             | BeatError::JoinRate(_)
-            | BeatError::PingBudget(_) => Code::ResourceExhausted,
+            | BeatError::PingBudget(_)
+            | BeatError::RegistryBusy(_) => Code::ResourceExhausted,
             BeatError::Fenced(Fenced::Superseded { .. }) => Code::Aborted,
             BeatError::Fenced(Fenced::Dead) => Code::DeadlineExceeded,
             BeatError::Fenced(Fenced::Left | Fenced::Removed) => Code::FailedPrecondition,
@@ -169,6 +176,7 @@ mod tests {
             },
             BeatError::Draining,
             BeatError::Registry(String::new()),
+            BeatError::RegistryBusy(1),
             BeatError::MemberLimit(1),
             BeatError::PermissionDenied {
                 identity: String::new(),

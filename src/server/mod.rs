@@ -229,7 +229,7 @@ async fn stop(
     if let Some(writer) = writer
         && tokio::time::timeout(bound, writer).await.is_err()
     {
-        tracing::warn!("the last save of the state did not finish in time");
+        tracing::warn!("the state writer (state dir or etcd) did not finish in time");
     }
     // Keep answering (health NOT_SERVING, new Beats refused) for the grace
     // period, so probes and load balancers see the server go unready before

@@ -6,8 +6,10 @@
 //! etcd returned) commits later, so it is the second Join and wins.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::{Authority, Replica};
 use crate::cluster::store::{Expect, StoredMember, Written};
@@ -21,12 +23,21 @@ use crate::server::state::Shared;
 /// Compare-and-swap attempts of one Join.
 const ATTEMPTS: usize = 3;
 
+/// Joins that may wait for a write slot. Beyond it a Join is refused at
+/// once with RESOURCE_EXHAUSTED, so the client backs off and tries another
+/// replica, instead of waiting past its own timeout for a Welcome while the
+/// write it gave up on still lands (measured: with 10k re-Joins queued, a
+/// third of the clients gave up, and each abandoned session cost a write, a
+/// takeover and often a false DEAD).
+pub(crate) const JOIN_QUEUE: usize = 256;
+
 /// Writes the Join of `req` as this replica's; its session.
 pub(crate) async fn commit_join(
     shared: Arc<Shared>,
     r: Arc<Replica>,
     req: JoinRequest,
     now: Instant,
+    asked: CancellationToken,
 ) -> Result<u64, BeatError> {
     let unavailable = |why: &str| BeatError::Registry(why.to_owned());
     let authority = r.authority();
@@ -57,7 +68,24 @@ pub(crate) async fn commit_join(
         joined_at_us: at,
         changed_at_us: at,
     };
+    let _waiting = match Waiting::enter(&r) {
+        Some(w) => w,
+        None => {
+            return Err(BeatError::RegistryBusy(
+                JOIN_QUEUE + super::writer::IN_FLIGHT,
+            ));
+        }
+    };
     for _ in 0..ATTEMPTS {
+        // The record is read once the write can go, so it is current.
+        let Ok(_slot) = r.join_slots.acquire().await else {
+            return Err(unavailable("this replica is shutting down"));
+        };
+        if asked.is_cancelled() {
+            // The client gave up on this attempt (and may have joined
+            // elsewhere since): writing it now would supersede that.
+            return Err(unavailable("the stream ended before the Join was written"));
+        }
         let (expect, reason) = shared.with(|i| {
             let rec = i
                 .cluster
@@ -119,4 +147,25 @@ pub(crate) async fn commit_join(
     Err(BeatError::Registry(format!(
         "{ATTEMPTS} writes of this identity conflicted with others; it is contended"
     )))
+}
+
+/// A Join counted among those waiting for (or holding) a write slot.
+struct Waiting<'a>(&'a Replica);
+
+impl<'a> Waiting<'a> {
+    fn enter(r: &'a Replica) -> Option<Self> {
+        let limit = JOIN_QUEUE + super::writer::IN_FLIGHT;
+        let was = r.joins_waiting.fetch_add(1, Ordering::AcqRel);
+        if was >= limit {
+            r.joins_waiting.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Self(r))
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.joins_waiting.fetch_sub(1, Ordering::AcqRel);
+    }
 }

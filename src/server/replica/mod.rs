@@ -107,6 +107,12 @@ pub(crate) struct Replica {
     /// Told when the view sees this replica's own key deleted: the lease
     /// is gone (revoked, or expired unnoticed), whatever the keeper says.
     pub(crate) key_gone: Notify,
+    /// Join writes in flight at once: a failover burst of thousands of
+    /// re-Joins is pipelined to etcd at its pace instead of all at once
+    /// (which made etcd miss the call deadline for half of 10k Joins).
+    pub(crate) join_slots: Arc<tokio::sync::Semaphore>,
+    /// Joins waiting for a slot or holding one (bounded: `join::JOIN_QUEUE`).
+    pub(crate) joins_waiting: std::sync::atomic::AtomicUsize,
     /// Slots for WatchMembers catch-ups from etcd's history.
     pub(crate) catch_ups: Arc<tokio::sync::Semaphore>,
     /// Told when the view has its first snapshot (registration waits for
@@ -131,6 +137,8 @@ impl Replica {
             writes: Notify::new(),
             view_ready: Notify::new(),
             key_gone: Notify::new(),
+            join_slots: Arc::new(tokio::sync::Semaphore::new(writer::IN_FLIGHT)),
+            joins_waiting: Default::default(),
             catch_ups: Arc::new(tokio::sync::Semaphore::new(catchup::CATCH_UPS)),
         })
     }

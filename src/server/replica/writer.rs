@@ -89,8 +89,13 @@ impl Pending {
 
     /// Queues `want` for `name`, replacing a pending change it overtakes.
     pub(crate) fn push(&mut self, name: Arc<str>, want: Want) {
+        let busy = self.in_flight.contains(&name);
         let queue = self.wants.entry(name.clone()).or_default();
-        if let Some(last) = queue.back_mut()
+        // The first want of a member with a write in flight is that write:
+        // replacing it would lose the new one when the write completes.
+        let pending_behind = queue.len() > usize::from(busy);
+        if pending_behind
+            && let Some(last) = queue.back_mut()
             && last.coalescable()
             && want.coalescable()
             && last.session == want.session
@@ -343,4 +348,51 @@ fn finish(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn want(session: u64, state: State) -> Want {
+        Want {
+            session,
+            state: Some(state),
+            status: Status::Serving,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn a_change_never_replaces_the_write_in_flight() {
+        let mut p = Pending::default();
+        let name: Arc<str> = "web/a".into();
+        p.push(name.clone(), want(7, State::Suspect));
+        let (_, first) = p.next().expect("the SUSPECT goes out");
+        assert_eq!(first.state, Some(State::Suspect));
+        // ALIVE again while the SUSPECT is in flight: queued behind it.
+        p.push(name.clone(), want(7, State::Alive));
+        assert!(p.next().is_none(), "one write per member at a time");
+        p.finished(&name, true);
+        let (_, second) = p.next().expect("the ALIVE follows");
+        assert_eq!(second.state, Some(State::Alive));
+        p.finished(&name, true);
+        assert_eq!(p.len(), 0);
+    }
+
+    #[test]
+    fn pending_changes_coalesce_but_endings_stay() {
+        let mut p = Pending::default();
+        let name: Arc<str> = "web/a".into();
+        p.push(name.clone(), want(7, State::Suspect));
+        p.push(name.clone(), want(7, State::Alive));
+        assert_eq!(
+            p.len(),
+            1,
+            "a SUSPECT overtaken before it went out is never written"
+        );
+        p.push(name.clone(), want(7, State::Dead));
+        p.push(name.clone(), want(7, State::Alive));
+        assert_eq!(p.len(), 3, "DEAD is never dropped");
+    }
 }
