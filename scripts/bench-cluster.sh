@@ -54,11 +54,23 @@ etcd_up() { # starts a fresh 3-member etcd; sets ETCD_PIDS and ENDPOINTS
 }
 etcd_down() {
   for p in "${ETCD_PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  sleep 0.5
+  for p in "${ETCD_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
 }
 revision() {
   "$ETCD_BIN/etcdctl" --endpoints "$ENDPOINTS" endpoint status -w json |
     python3 -c 'import json,sys; print(max(e["Status"]["header"]["revision"] for e in json.load(sys.stdin)))'
+}
+
+stable() { # waits (at most 60 s) until etcd's revision held still for 3 s: all joined
+  local last now same=0
+  last=$(revision)
+  for _ in $(seq 60); do
+    sleep 1
+    now=$(revision)
+    if [ "$now" = "$last" ]; then same=$((same + 1)); else same=0; fi
+    last=$now
+    [ "$same" -ge 3 ] && return
+  done
 }
 
 serve() { # serve NAME ARGS...: starts a server; sets SPID and ADDR
@@ -77,7 +89,7 @@ serve() { # serve NAME ARGS...: starts a server; sets SPID and ADDR
 }
 bench() { # bench ADDR PID OUT [SERVICE]: distinct services, so benches never share identities
   "$HB" bench --server "$1" --service "${4:-bench}" --members "$MEMBERS" --connections 20 \
-    --interval 1s --duration 30s --server-pid "$2" --json --quiet >"$3"
+    --interval 1s --duration 40s --server-pid "$2" --json --quiet >"$3"
 }
 report() { # report LABEL FILE [writes/s]
   python3 - "$@" <<'PY'
@@ -93,7 +105,7 @@ PY
 }
 cluster_flags() { echo --etcd-endpoints "$ENDPOINTS" --etcd-prefix "/$1/" --etcd-lease-ttl 10s; }
 
-echo "== steady state, $MEMBERS members per loaded server at 1 Hz, 30 s measured"
+echo "== steady state, $MEMBERS members per loaded server at 1 Hz, 40 s measured"
 for round in $(seq "$ROUNDS"); do
   serve embedded
   bench "$ADDR" "$SPID" "$work/e.json"
@@ -108,9 +120,9 @@ for round in $(seq "$ROUNDS"); do
   bpid=$!
   # etcd's revision over 20 s inside the measured phase (all joined by
   # then, none left yet: the Leaves at the end are writes).
-  sleep 8; r0=$(revision); sleep 20; r1=$(revision)
+  stable; r0=$(revision); sleep 15; r1=$(revision)
   wait "$bpid"
-  report "round $round cluster1" "$work/c1.json" "$(( (r1 - r0) / 20 ))"
+  report "round $round cluster1" "$work/c1.json" "$(( (r1 - r0) / 15 ))"
   kill "$a_pid" "$b_pid" "$c_pid"; wait "$a_pid" "$b_pid" "$c_pid" 2>/dev/null || true
   etcd_down
 done
@@ -122,21 +134,22 @@ serve c $(cluster_flags c3); c_pid=$SPID; c_addr=$ADDR
 bench "$a_addr" "$a_pid" "$work/c3a.json" bench-a & ba=$!
 bench "$b_addr" "$b_pid" "$work/c3b.json" bench-b & bb=$!
 bench "$c_addr" "$c_pid" "$work/c3c.json" bench-c & bc=$!
-sleep 10; r0=$(revision); sleep 20; r1=$(revision)
+stable; r0=$(revision); sleep 15; r1=$(revision)
 wait "$ba" "$bb" "$bc"
-for x in a b c; do report "cluster3 replica $x" "$work/c3$x.json" "$(( (r1 - r0) / 20 ))"; done
+for x in a b c; do report "cluster3 replica $x" "$work/c3$x.json" "$(( (r1 - r0) / 15 ))"; done
 kill "$a_pid" "$b_pid" "$c_pid"; wait "$a_pid" "$b_pid" "$c_pid" 2>/dev/null || true
 etcd_down
 
-echo "== failover: $MEMBERS members on replica A, kill -9 A (member interval 1 s, timeout 3 s, lease TTL 10 s)"
-for round in 1 2; do
-  etcd_up "f-$round"
-  serve a $(cluster_flags "f-$round"); a_pid=$SPID; a_addr=$ADDR
-  serve b $(cluster_flags "f-$round"); b_addr=$ADDR
-  serve c $(cluster_flags "f-$round"); c_addr=$ADDR
-  echo -n "round $round: "
-  target/release/examples/failover --servers "$a_addr,$b_addr,$c_addr" --members "$MEMBERS" \
-    --kill-pid "$a_pid" --etcd 127.0.0.1:23791
+echo "== failover: members on replica A, kill -9 A (member interval 1 s, timeout 3 s, lease TTL 10 s)"
+for n in 3000 "$MEMBERS"; do
+  etcd_up "f-$n"
+  serve a $(cluster_flags "f-$n"); a_pid=$SPID; a_addr=$ADDR
+  serve b $(cluster_flags "f-$n"); b_pid=$SPID; b_addr=$ADDR
+  serve c $(cluster_flags "f-$n"); c_pid=$SPID; c_addr=$ADDR
+  echo -n "$n members: "
+  target/release/examples/failover --servers "$a_addr,$b_addr,$c_addr" --members "$n" \
+    --kill-pid "$a_pid" --etcd 127.0.0.1:23791 || echo "(failed)"
+  kill "$b_pid" "$c_pid"; wait "$b_pid" "$c_pid" 2>/dev/null || true
   etcd_down
 done
 
@@ -151,7 +164,7 @@ serve a $(cluster_flags hb-etcd); a_pid=$SPID; a_addr=$ADDR
 serve b $(cluster_flags hb-etcd)
 serve c $(cluster_flags hb-etcd)
 bench "$a_addr" "$a_pid" "$work/hb.json" & bpid=$!
-sleep 8
+stable
 t0=$(python3 -c "print(sum(sum(int(x) for x in open(f'/proc/{p}/stat').read().rsplit(')',1)[1].split()[11:13]) for p in '${ETCD_PIDS[*]}'.split()))")
 sleep 20
 t1=$(python3 -c "print(sum(sum(int(x) for x in open(f'/proc/{p}/stat').read().rsplit(')',1)[1].split()[11:13]) for p in '${ETCD_PIDS[*]}'.split()))")
