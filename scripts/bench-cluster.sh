@@ -13,6 +13,7 @@
 #      1 s keepalives (examples/etcd_leases.rs) -> etcd CPU, false expiries
 #
 #   scripts/bench-cluster.sh > cluster-bench.txt
+#   PARTS="leases" scripts/bench-cluster.sh     # steady, failover, leases
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
@@ -105,6 +106,8 @@ PY
 }
 cluster_flags() { echo --etcd-endpoints "$ENDPOINTS" --etcd-prefix "/$1/" --etcd-lease-ttl 10s; }
 
+PARTS=${PARTS:-"steady failover leases"}
+if [[ " $PARTS " == *" steady "* ]]; then
 echo "== steady state, $MEMBERS members per loaded server at 1 Hz, 40 s measured"
 for round in $(seq "$ROUNDS"); do
   serve embedded
@@ -140,6 +143,8 @@ for x in a b c; do report "cluster3 replica $x" "$work/c3$x.json" "$(( (r1 - r0)
 kill "$a_pid" "$b_pid" "$c_pid"; wait "$a_pid" "$b_pid" "$c_pid" 2>/dev/null || true
 etcd_down
 
+fi
+if [[ " $PARTS " == *" failover "* ]]; then
 echo "== failover: members on replica A, kill -9 A (member interval 1 s, timeout 3 s, lease TTL 10 s)"
 for n in 3000 "$MEMBERS"; do
   etcd_up "f-$n"
@@ -153,6 +158,8 @@ for n in 3000 "$MEMBERS"; do
   etcd_down
 done
 
+fi
+if [[ " $PARTS " == *" leases "* ]]; then
 echo "== etcd leases: $MEMBERS leases (TTL 3 s) + keys, keepalive every 1 s, 30 s measured"
 etcd_up leases
 target/release/examples/etcd_leases --etcd "$ENDPOINTS" --members "$MEMBERS" --ttl 3s --interval 1s \
@@ -171,3 +178,4 @@ t1=$(python3 -c "print(sum(sum(int(x) for x in open(f'/proc/{p}/stat').read().rs
 wait "$bpid"
 python3 -c "print(f'heartbeat cluster, $MEMBERS members pinging: etcd CPU {($t1 - $t0) / 100 / 20:.4f} cores')"
 report "heartbeat cluster (same run)" "$work/hb.json"
+fi

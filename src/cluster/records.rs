@@ -59,6 +59,8 @@ impl Record {
 /// A live replica's key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Replica {
+    /// Its id, shared by the views of every member it holds.
+    pub id: Arc<str>,
     /// Its `create_revision`: the registration revision writes fence on.
     pub reg_rev: i64,
     /// The stored value.
@@ -148,6 +150,7 @@ impl Records {
         self.replicas.insert(
             id.to_owned(),
             Replica {
+                id: id.into(),
                 reg_rev: kv.create_revision,
                 stored,
             },
@@ -203,7 +206,10 @@ impl Records {
             timeout: Duration::from_millis(s.timeout_ms),
             joined_at: wall(s.joined_at_us),
             last_seen: wall(s.changed_at_us),
-            replica: (!s.owner.is_empty()).then(|| s.owner.as_str().into()),
+            replica: match self.replicas.get(&s.owner) {
+                Some(r) => Some(r.id.clone()),
+                None => (!s.owner.is_empty()).then(|| s.owner.as_str().into()),
+            },
         }
     }
 }

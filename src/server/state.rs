@@ -152,7 +152,16 @@ impl Shared {
             }
             None => (None, None),
         };
-        let core = Registry::new(core_cfg);
+        let core = Registry::new(CoreConfig {
+            // In cluster mode the view keeps the history every read
+            // serves; the core's own would never be read.
+            history: if cluster.is_some() {
+                0
+            } else {
+                core_cfg.history
+            },
+            ..core_cfg
+        });
         Ok(Arc::new(Self {
             inner: Mutex::new(Inner {
                 core,
