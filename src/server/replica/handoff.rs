@@ -3,7 +3,7 @@
 //! accept Beat streams (the standard `Health/Check("heartbeat.v1.Heartbeat")`
 //! at their advertised addresses, 500 ms each).
 //!
-//! - A peer is SERVING: this replica is the one cut off. Its members are
+//! - A peer is SERVING (on two probes in a row): this replica is the one cut off. Its members are
 //!   asked to move (Drain with a spread `reconnect_after`, then
 //!   UNAVAILABLE) and take over at the peer with no flap: the cluster
 //!   declares orphans DEAD no earlier than this replica's lease end plus
@@ -34,6 +34,7 @@ const PROBE_DEADLINE: Duration = Duration::from_millis(500);
 pub(super) async fn run(shared: Arc<Shared>, r: Arc<Replica>) {
     let mut changes = r.authority.subscribe();
     let mut holding = false;
+    let mut seen_serving = false;
     // When etcd fails for everyone, every replica's doubt begins within one
     // keepalive period of the others' (each sends every TTL/5): a peer that
     // still answers SERVING later than that was heard by etcd after this
@@ -43,6 +44,7 @@ pub(super) async fn run(shared: Arc<Shared>, r: Arc<Replica>) {
         let authority = *changes.borrow_and_update();
         if matches!(authority, Authority::Ok | Authority::Starting) {
             holding = false;
+            seen_serving = false;
             if changes.changed().await.is_err() {
                 return;
             }
@@ -54,7 +56,13 @@ pub(super) async fn run(shared: Arc<Shared>, r: Arc<Replica>) {
             }
             continue;
         }
-        match serving_peer(&shared, &r).await {
+        let peer = serving_peer(&shared, &r).await;
+        // A peer must be SERVING on two probes in a row: when etcd comes
+        // back, replicas become OK a keepalive apart, and the one still in
+        // doubt must not drain its members to the one that just recovered.
+        let confirmed = peer.is_some() && seen_serving;
+        seen_serving = peer.is_some();
+        match peer.filter(|_| confirmed) {
             Some(peer) => {
                 let moved = shared.with(|i| {
                     let n = i.streams.len();
@@ -71,7 +79,7 @@ pub(super) async fn run(shared: Arc<Shared>, r: Arc<Replica>) {
                     );
                 }
             }
-            None if !holding => {
+            None if !holding && !seen_serving => {
                 holding = true;
                 info!(
                     "no peer accepts Beat streams either (etcd itself is probably down): holding every stream"
