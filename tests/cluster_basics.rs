@@ -3,55 +3,18 @@
 
 mod common;
 
-use std::time::Duration;
-
+use common::cluster::{health_is, replica_cfg};
 use common::etcd::EtcdCluster;
-use common::{Beat, Events, TestServer, WAIT, quick_drain, within};
-use heartbeat::config::{ClusterConfig, ServerConfig};
-use heartbeat::pb::health::v1::{HealthCheckRequest, health_check_response::ServingStatus};
+use common::{Beat, Events, TestServer, within};
+use heartbeat::pb::health::v1::health_check_response::ServingStatus;
 use heartbeat::pb::heartbeat::v1::{EventType, ListMembersRequest, MemberState};
-use tokio::time::Instant;
 use tonic::Code;
-
-fn replica_cfg(etcd: &EtcdCluster, prefix: &str) -> ServerConfig {
-    ServerConfig {
-        cluster: Some(ClusterConfig {
-            endpoints: etcd.endpoints().to_vec(),
-            prefix: prefix.into(),
-            lease_ttl: Duration::from_secs(3),
-            ..Default::default()
-        }),
-        ..quick_drain()
-    }
-}
-
-/// Waits until `server` answers `name` with `want` on Health/Check.
-async fn health_is(server: &TestServer, name: &str, want: ServingStatus) {
-    let mut health = server.health().await;
-    let until = Instant::now() + WAIT;
-    loop {
-        let got = health
-            .check(HealthCheckRequest {
-                service: name.into(),
-            })
-            .await
-            .map(|r| r.into_inner().status);
-        if got.as_ref().ok() == Some(&(want as i32)) {
-            return;
-        }
-        assert!(
-            Instant::now() < until,
-            "{name} never became {want:?}: {got:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 #[tokio::test]
 async fn every_replica_serves_one_table_and_fences_across_replicas() {
     let etcd = EtcdCluster::start("basics", 1);
-    let a = TestServer::with(replica_cfg(&etcd, "/hb-basics/")).await;
-    let b = TestServer::with(replica_cfg(&etcd, "/hb-basics/")).await;
+    let a = TestServer::with(replica_cfg(etcd.endpoints(), "/hb-basics/")).await;
+    let b = TestServer::with(replica_cfg(etcd.endpoints(), "/hb-basics/")).await;
     for r in [&a, &b] {
         health_is(r, "heartbeat.v1.Heartbeat", ServingStatus::Serving).await;
     }
@@ -141,7 +104,7 @@ async fn replay(server: &TestServer, since: u64, n: usize) -> Vec<(u64, i32, Str
 #[tokio::test]
 async fn a_resume_works_on_any_replica_even_one_started_later() {
     let etcd = EtcdCluster::start("resume", 1);
-    let a = TestServer::with(replica_cfg(&etcd, "/hb-resume/")).await;
+    let a = TestServer::with(replica_cfg(etcd.endpoints(), "/hb-resume/")).await;
     health_is(&a, "heartbeat.v1.Heartbeat", ServingStatus::Serving).await;
     let since = a
         .client()
@@ -161,7 +124,7 @@ async fn a_resume_works_on_any_replica_even_one_started_later() {
     let on_a = replay(&a, since, 3).await;
 
     // B starts after all of it: its own history is empty.
-    let b = TestServer::with(replica_cfg(&etcd, "/hb-resume/")).await;
+    let b = TestServer::with(replica_cfg(etcd.endpoints(), "/hb-resume/")).await;
     health_is(&b, "heartbeat.v1.Heartbeat", ServingStatus::Serving).await;
     assert_eq!(
         replay(&b, since, 3).await,
@@ -176,7 +139,7 @@ async fn a_resume_works_on_any_replica_even_one_started_later() {
     let head = common::cluster::etcd_revision(&etcd);
     etcd.etcdctl(&["compact", &head.to_string()])
         .expect("compact");
-    let c = TestServer::with(replica_cfg(&etcd, "/hb-resume/")).await;
+    let c = TestServer::with(replica_cfg(etcd.endpoints(), "/hb-resume/")).await;
     health_is(&c, "heartbeat.v1.Heartbeat", ServingStatus::Serving).await;
     let mut w = Events::open(&mut c.client().await, "", since).await;
     let (rows, _) = w.snapshot().await;

@@ -7,52 +7,21 @@ mod common;
 
 use std::time::Duration;
 
+use common::cluster::{check, health_is, replica_cfg};
 use common::etcd::EtcdCluster;
-use common::{Beat, TestServer, WAIT, quick_drain, within};
+use common::{Beat, TestServer, WAIT, within};
 use heartbeat::client::{Client, ClientConfig};
-use heartbeat::config::{ClusterConfig, ServerConfig};
-use heartbeat::pb::health::v1::{HealthCheckRequest, health_check_response::ServingStatus};
+use heartbeat::pb::health::v1::health_check_response::ServingStatus;
 use heartbeat::pb::heartbeat::v1::{
     EventType, Join, ListMembersRequest, MemberEvent, WatchMembersRequest, beat_response,
 };
 use tokio::time::Instant;
 use tonic::Code;
 
-fn replica_cfg(endpoints: &[String], prefix: &str) -> ServerConfig {
-    ServerConfig {
-        cluster: Some(ClusterConfig {
-            endpoints: endpoints.to_vec(),
-            prefix: prefix.into(),
-            lease_ttl: Duration::from_secs(5),
-            ..Default::default()
-        }),
-        ..quick_drain()
-    }
-}
-
 async fn replica(etcd: &EtcdCluster, prefix: &str) -> TestServer {
     let s = TestServer::with(replica_cfg(etcd.endpoints(), prefix)).await;
     health_is(&s, "heartbeat.v1.Heartbeat", ServingStatus::Serving).await;
     s
-}
-
-async fn health(server: &TestServer, name: &str) -> Option<i32> {
-    let r = server
-        .health()
-        .await
-        .check(HealthCheckRequest {
-            service: name.into(),
-        })
-        .await;
-    r.ok().map(|r| r.into_inner().status)
-}
-
-async fn health_is(server: &TestServer, name: &str, want: ServingStatus) {
-    let until = Instant::now() + WAIT;
-    while health(server, name).await != Some(want as i32) {
-        assert!(Instant::now() < until, "{name} never became {want:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 type Key = (u64, i32, String, u64);
@@ -312,7 +281,7 @@ async fn a_replica_started_while_etcd_is_unreachable_is_alive_but_takes_no_joins
     let s = TestServer::with(replica_cfg(&endpoints, "/hb-late/")).await;
     health_is(&s, "", ServingStatus::Serving).await;
     assert_eq!(
-        health(&s, "heartbeat.v1.Heartbeat").await,
+        check(&s, "heartbeat.v1.Heartbeat").await,
         Some(ServingStatus::NotServing as i32)
     );
     let mut client = s.client().await;

@@ -32,6 +32,48 @@ pub const TIMEOUT: Duration = Duration::from_secs(2);
 /// change does not put replicas in doubt).
 pub const LEASE_TTL: &str = "5s";
 
+/// A replica in this test process: the library's server in cluster mode on
+/// `endpoints` under `prefix` (lease TTL 5 s, a short drain).
+pub fn replica_cfg(endpoints: &[String], prefix: &str) -> heartbeat::config::ServerConfig {
+    heartbeat::config::ServerConfig {
+        cluster: Some(heartbeat::config::ClusterConfig {
+            endpoints: endpoints.to_vec(),
+            prefix: prefix.into(),
+            lease_ttl: Duration::from_secs(5),
+            ..Default::default()
+        }),
+        ..super::quick_drain()
+    }
+}
+
+/// Health/Check of `name` on an in-process server (an error reads as `None`).
+pub async fn check(server: &super::TestServer, name: &str) -> Option<i32> {
+    let r = server
+        .health()
+        .await
+        .check(HealthCheckRequest {
+            service: name.into(),
+        })
+        .await;
+    r.ok().map(|r| r.into_inner().status)
+}
+
+/// Waits (bounded) until an in-process server answers `name` with `want`.
+pub async fn health_is(server: &super::TestServer, name: &str, want: ServingStatus) {
+    let until = Instant::now() + WAIT;
+    loop {
+        let got = check(server, name).await;
+        if got == Some(want as i32) {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "{name} never became {want:?}: {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// One `heartbeat serve --etcd-endpoints …` process.
 pub struct Replica {
     pub proc: Proc,
