@@ -3,11 +3,11 @@
 
 mod common;
 
-use common::cluster::{health_is, replica_cfg};
+use common::cluster::{health_is, list_of, replica_cfg};
 use common::etcd::EtcdCluster;
 use common::{Beat, Events, TestServer, within};
 use heartbeat::pb::health::v1::health_check_response::ServingStatus;
-use heartbeat::pb::heartbeat::v1::{EventType, ListMembersRequest, MemberState};
+use heartbeat::pb::heartbeat::v1::{EventType, MemberState};
 use tonic::Code;
 
 #[tokio::test]
@@ -32,20 +32,8 @@ async fn every_replica_serves_one_table_and_fences_across_replicas() {
     assert_eq!(m.session, welcome_a.session, "the session is the commit's");
     assert_eq!(m.replica, welcome_a.server_id, "Member.replica names A");
 
-    let list_a = a
-        .client()
-        .await
-        .list_members(ListMembersRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    let list_b = b
-        .client()
-        .await
-        .list_members(ListMembersRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let list_a = list_of(&a).await;
+    let list_b = list_of(&b).await;
     assert_eq!(list_a.members.len(), 1);
     assert_eq!(list_b.members[0].state, MemberState::Alive as i32);
 
@@ -106,14 +94,7 @@ async fn a_resume_works_on_any_replica_even_one_started_later() {
     let etcd = EtcdCluster::start("resume", 1);
     let a = TestServer::with(replica_cfg(etcd.endpoints(), "/hb-resume/")).await;
     health_is(&a, "heartbeat.v1.Heartbeat", ServingStatus::Serving).await;
-    let since = a
-        .client()
-        .await
-        .list_members(ListMembersRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .revision;
+    let since = list_of(&a).await.revision;
     let mut client = a.client().await;
     let (mut x, _) = Beat::join(&mut client, "web", "x").await;
     let (mut y, _) = Beat::join(&mut client, "web", "y").await;

@@ -7,13 +7,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::cluster::{check, health_is, replica_cfg};
+use common::cluster::{check, health_is, list_of, replica_cfg};
 use common::etcd::EtcdCluster;
 use common::{Beat, TestServer, WAIT, within};
 use heartbeat::client::{Client, ClientConfig};
 use heartbeat::pb::health::v1::health_check_response::ServingStatus;
 use heartbeat::pb::heartbeat::v1::{
-    EventType, Join, ListMembersRequest, MemberEvent, WatchMembersRequest, beat_response,
+    EventType, Join, MemberEvent, WatchMembersRequest, beat_response,
 };
 use tokio::time::Instant;
 use tonic::Code;
@@ -114,13 +114,7 @@ async fn every_replica_delivers_the_same_sequence() {
     let lists: Vec<_> = {
         let mut v = Vec::new();
         for r in &replicas {
-            let l = r
-                .client()
-                .await
-                .list_members(ListMembersRequest::default())
-                .await
-                .unwrap()
-                .into_inner();
+            let l = list_of(r).await;
             v.push(
                 l.members
                     .into_iter()
@@ -160,16 +154,7 @@ async fn pings_never_write_to_etcd() {
         .await
         .unwrap();
     }
-    let listed = || async {
-        a.client()
-            .await
-            .list_members(ListMembersRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .members
-            .len()
-    };
+    let listed = || async { list_of(&a).await.members.len() };
     let until = Instant::now() + WAIT;
     while listed().await < 500 {
         assert!(Instant::now() < until, "500 members listed");
@@ -243,13 +228,7 @@ async fn the_same_identity_joining_on_two_replicas_at_once_leaves_one_session() 
     for r in [&a, &b] {
         let until = Instant::now() + WAIT;
         loop {
-            let l = r
-                .client()
-                .await
-                .list_members(ListMembersRequest::default())
-                .await
-                .unwrap()
-                .into_inner();
+            let l = list_of(r).await;
             let ok = l.members.len() == 100
                 && l.members
                     .iter()

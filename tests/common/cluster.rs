@@ -46,6 +46,19 @@ pub fn replica_cfg(endpoints: &[String], prefix: &str) -> heartbeat::config::Ser
     }
 }
 
+/// ListMembers of an in-process server.
+pub async fn list_of(
+    server: &super::TestServer,
+) -> heartbeat::pb::heartbeat::v1::ListMembersResponse {
+    server
+        .client()
+        .await
+        .list_members(ListMembersRequest::default())
+        .await
+        .expect("ListMembers")
+        .into_inner()
+}
+
 /// Health/Check of `name` on an in-process server (an error reads as `None`).
 pub async fn check(server: &super::TestServer, name: &str) -> Option<i32> {
     let r = server

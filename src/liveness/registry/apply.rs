@@ -60,14 +60,7 @@ impl Registry {
                     State::Left => EventKind::Left,
                     State::Alive | State::Suspect => EventKind::Joined,
                 };
-                let slot = self.alloc(Entry {
-                    base_interval: view.interval,
-                    view,
-                    ended_at: None,
-                    stall_mark: self.stall,
-                    protection: Protection::Exempt,
-                });
-                self.index.insert(name, slot);
+                let slot = self.insert_view(view, None);
                 (slot, None, None, kind)
             }
         };
@@ -120,15 +113,8 @@ impl Registry {
             }
         }
         for view in members {
-            let (name, to, after) = (view.name.clone(), view.state, Some(view.health()));
-            let slot = self.alloc(Entry {
-                base_interval: view.interval,
-                view,
-                ended_at: None,
-                stall_mark: self.stall,
-                protection: Protection::Exempt,
-            });
-            self.index.insert(name, slot);
+            let (to, after) = (view.state, Some(view.health()));
+            let slot = self.insert_view(view, None);
             self.account(slot, None, after);
             self.moved(slot, None, Some(to), None);
         }
@@ -151,15 +137,8 @@ impl Registry {
             view.state = State::Suspect;
         }
         view.last_seen = now;
-        let (name, to, after) = (view.name.clone(), view.state, Some(view.health()));
-        let slot = self.alloc(Entry {
-            base_interval: view.interval,
-            view,
-            ended_at: (!live).then_some(now),
-            stall_mark: self.stall,
-            protection: Protection::Exempt,
-        });
-        self.index.insert(name, slot);
+        let (to, after) = (view.state, Some(view.health()));
+        let slot = self.insert_view(view, (!live).then_some(now));
         self.account(slot, None, after);
         self.moved(slot, None, Some(to), None);
         let due = self.due(slot);
@@ -183,5 +162,20 @@ impl Registry {
         self.moved(slot, Some(from), None, None);
         self.release(slot);
         true
+    }
+
+    /// Lists `view` (not listed yet) as decided elsewhere: exempt from
+    /// mass-failure holds, `ended_at` for a DEAD or LEFT one. Returns its slot.
+    fn insert_view(&mut self, view: MemberView, ended_at: Option<Instant>) -> u32 {
+        let name = view.name.clone();
+        let slot = self.alloc(Entry {
+            base_interval: view.interval,
+            view,
+            ended_at,
+            stall_mark: self.stall,
+            protection: Protection::Exempt,
+        });
+        self.index.insert(name, slot);
+        slot
     }
 }
