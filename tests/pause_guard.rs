@@ -85,3 +85,28 @@ async fn sigstop_of_the_server_kills_no_member() {
     p.signal("-TERM");
     assert_eq!(p.wait_exit(WAIT).await.code(), Some(0));
 }
+
+/// While the server is stopped the kernel still completes TCP handshakes
+/// into the listener's accept queue, as deep as `serve` asks for (4096,
+/// clamped by `net.core.somaxconn`). A queue of std's 128 dropped the SYNs
+/// of the rest of a fleet reconnecting together, and each dropped member
+/// waited a one-second SYN retransmit: the length of a short timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_server_queues_a_whole_reconnecting_fleet() {
+    const FLEET: usize = 600;
+    let mut p = Proc::spawn(&["serve", "--listen", "127.0.0.1:0", "--log-format", "json"]);
+    let addr = p.logged_addr("listening").await;
+    p.signal("-STOP");
+    let connects = (0..FLEET).map(|_| tokio::net::TcpStream::connect(addr.clone()));
+    let conns = within(
+        "600 TCP handshakes with a stopped server",
+        futures_util::future::join_all(connects),
+    )
+    .await;
+    let failed = conns.iter().filter(|c| c.is_err()).count();
+    assert_eq!(failed, 0, "connections refused by a stopped server");
+    p.signal("-CONT");
+    drop(conns);
+    p.signal("-TERM");
+    assert_eq!(p.wait_exit(WAIT).await.code(), Some(0));
+}

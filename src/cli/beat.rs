@@ -118,7 +118,7 @@ pub(crate) fn main(args: BeatArgs) -> ExitCode {
             }
         }
         let listener = match args.health_listen {
-            Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Some(addr) => match heartbeat::edge::listen(addr) {
                 Ok(l) => {
                     if let Ok(addr) = l.local_addr() {
                         info!(addr = %addr, "health endpoint listening");

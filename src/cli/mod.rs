@@ -83,8 +83,7 @@ pub(crate) async fn metrics_endpoint(
     registry: prometheus_client::registry::Registry,
     stop: tokio_util::sync::CancellationToken,
 ) -> Result<(), String> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
+    let listener = heartbeat::edge::listen(addr)
         .map_err(|e| format!("cannot listen for metrics on {addr}: {e}"))?;
     if let Ok(bound) = listener.local_addr() {
         tracing::info!(addr = %bound, "metrics listening");

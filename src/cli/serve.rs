@@ -220,7 +220,7 @@ pub(crate) fn main(args: ServeArgs) -> ExitCode {
         return ExitCode::from(1);
     }
     super::runtime(async {
-        let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        let listener = match heartbeat::edge::listen(args.listen) {
             Ok(l) => l,
             Err(e) => {
                 error!(addr = %args.listen, error = %e, "cannot listen");
@@ -259,7 +259,7 @@ pub(crate) fn main(args: ServeArgs) -> ExitCode {
 
 /// Binds an extra port and logs `what` with its address.
 async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener, ExitCode> {
-    match tokio::net::TcpListener::bind(addr).await {
+    match heartbeat::edge::listen(addr) {
         Ok(l) => {
             if let Ok(a) = l.local_addr() {
                 info!(addr = %a, "{what}");

@@ -21,6 +21,7 @@
 
 mod conn;
 pub(crate) mod io;
+mod listen;
 mod service;
 mod table;
 mod tls;
@@ -38,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
+pub use listen::{LISTEN_BACKLOG, listen};
 pub use service::PerConnection;
 pub(crate) use table::EVICTION_HEADROOM;
 pub(crate) use tls::server_config as tls_config;
