@@ -93,9 +93,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .interval(a.interval)
             .timeout(a.timeout);
         clients.push(Client::spawn(cfg)?);
-        if i % 500 == 499 {
-            // Within the server's join rate.
-            tokio::time::sleep(Duration::from_millis(300)).await;
+        if i % 200 == 199 {
+            // A batch at a time, each inside A's Join queue, so that A
+            // holds the whole fleet (all at once, the Joins beyond A's
+            // queue are refused RESOURCE_EXHAUSTED and land on a peer).
+            for cl in &clients[i - 199..] {
+                cl.subscribe()
+                    .wait_for(|s| s.state == ClientState::Online)
+                    .await?;
+            }
         }
     }
     for cl in &clients {
@@ -138,7 +144,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let etcd = Etcd::new(std::slice::from_ref(&a.etcd), Duration::from_secs(2))?;
     let before = etcd_revision(&etcd).await;
-    let (a_id, killed) = {
+    let (a_id, on_a, killed) = {
         // Replica ids are `heartbeat-<pid>-<start>`.
         let id_prefix = format!("heartbeat-{}-", a.kill_pid);
         let l = on_b
@@ -151,6 +157,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(|m| m.replica.clone())
             .find(|r| r.starts_with(&id_prefix))
             .unwrap_or(id_prefix);
+        // Members that landed on a peer at the start (A busy) move nowhere.
+        let on_a = l.members.iter().filter(|m| m.replica == id).count();
         let ok = std::process::Command::new("kill")
             .args(["-KILL", &a.kill_pid.to_string()])
             .status()?
@@ -158,7 +166,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if !ok {
             return Err("kill -9 failed".into());
         }
-        (id, Instant::now())
+        (id, on_a, Instant::now())
     };
     // Sample etcd's revision and the survivors' table until every member is
     // ALIVE on one of them.
@@ -240,6 +248,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{}",
         serde_json::json!({
             "members": a.members,
+            "held_by_a_at_kill": on_a,
             "false_dead": false_dead,
             "all_alive_on_survivors_s": moved.as_secs_f64(),
             "etcd_writes": after - before,
