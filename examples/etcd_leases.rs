@@ -88,10 +88,15 @@ async fn keep(
     expired: Arc<AtomicU64>,
 ) {
     let (tx, rx) = mpsc::channel(1024);
+    // Requests flow before the call is awaited: etcd sends the response
+    // headers with its first answer, so awaiting the call first, with
+    // nothing sent, waits forever.
+    let sender = tokio::spawn(send_rounds(tx, leases, interval, stop));
     let Ok(resp) = LeaseClient::new(channel)
         .lease_keep_alive(ReceiverStream::new(rx))
         .await
     else {
+        sender.abort();
         return;
     };
     let mut answers = resp.into_inner();
@@ -104,23 +109,37 @@ async fn keep(
             }
         }
     });
-    let mut tick = tokio::time::interval(interval);
+    let _ = sender.await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
+}
+
+/// Slices of one round per interval: each lease once per `interval`, spread
+/// over it as separate clients would be.
+const SLICES: usize = 100;
+
+/// Sends a keepalive for every lease of `leases` once per `interval` until
+/// `stop`; dropping `tx` then ends the stream.
+async fn send_rounds(
+    tx: mpsc::Sender<LeaseKeepAliveRequest>,
+    leases: Arc<Mutex<Vec<i64>>>,
+    interval: Duration,
+    stop: Arc<Mutex<Option<Instant>>>,
+) {
+    let mut tick = tokio::time::interval(interval / SLICES as u32);
+    let mut slice = 0usize;
     while stop.lock().unwrap().is_none_or(|s| Instant::now() < s) {
         tick.tick().await;
-        // Spread each round over the interval, as separate clients would.
-        let round = leases.lock().unwrap().clone();
-        let gap = interval / (round.len() as u32).max(1);
-        for &id in &round {
+        let ids: Vec<i64> = {
+            let all = leases.lock().unwrap();
+            all.iter().skip(slice).step_by(SLICES).copied().collect()
+        };
+        for id in ids {
             if tx.send(LeaseKeepAliveRequest { id }).await.is_err() {
-                break;
-            }
-            if !gap.is_zero() {
-                tokio::time::sleep(gap / 2).await;
+                return;
             }
         }
+        slice = (slice + 1) % SLICES;
     }
-    drop(tx);
-    let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
 }
 
 #[tokio::main]
