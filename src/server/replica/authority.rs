@@ -82,7 +82,18 @@ pub(super) async fn run(shared: Arc<Shared>, r: Arc<Replica>) {
         }
         first = false;
         let mut states = keeper.subscribe();
+        let reg_rev = r.fence().map_or(i64::MAX, |f| f.reg_rev);
+        let mut gone = r.key_gone.subscribe();
         loop {
+            if *gone.borrow_and_update() > reg_rev {
+                // etcd deleted this replica's key (a revoke, or etcd 3.4's
+                // stale leader expiring a kept lease): the lease is gone
+                // even if a keepalive was just answered. A deletion of an
+                // earlier registration's key (seen late) is not this one.
+                warn!("this replica's key is gone from etcd; registering again");
+                publish(&shared, &r, Authority::Lost);
+                break;
+            }
             let s = *states.borrow_and_update();
             let now = Instant::now();
             let authority = if s.lost || now >= s.acked + ttl {
@@ -104,14 +115,7 @@ pub(super) async fn run(shared: Arc<Shared>, r: Arc<Replica>) {
             tokio::select! {
                 changed = states.changed() => if changed.is_err() { break },
                 _ = tokio::time::sleep_until(next.max(now + Duration::from_millis(10))) => {}
-                _ = r.key_gone.notified() => {
-                    // etcd deleted this replica's key (a revoke, or etcd
-                    // 3.4's stale leader expiring a kept lease): the lease
-                    // is gone even if a keepalive was just answered.
-                    warn!("this replica's key is gone from etcd; registering again");
-                    publish(&shared, &r, Authority::Lost);
-                    break;
-                }
+                _ = gone.changed() => {}
             }
         }
     }

@@ -104,9 +104,13 @@ pub(crate) struct Replica {
     authority: watch::Sender<Authority>,
     /// Wakes the writer.
     pub(crate) writes: Notify,
-    /// Told when the view sees this replica's own key deleted: the lease
-    /// is gone (revoked, or expired unnoticed), whatever the keeper says.
-    pub(crate) key_gone: Notify,
+    /// The revision of the latest deletion of this replica's key the view
+    /// saw: once above the current registration's revision, the lease is
+    /// gone (revoked, or expired unnoticed), whatever the keeper says. A
+    /// revision, not a wake-up: a one-shot notification stored while the
+    /// replica was registering again was taken for the deletion of the new
+    /// key, and the replica dropped its fresh registration, in a loop.
+    pub(crate) key_gone: watch::Sender<i64>,
     /// Join writes in flight at once: a failover burst of thousands of
     /// re-Joins is pipelined to etcd at its pace instead of all at once
     /// (which made etcd miss the call deadline for half of 10k Joins).
@@ -136,7 +140,7 @@ impl Replica {
             authority: watch::channel(Authority::Starting).0,
             writes: Notify::new(),
             view_ready: Notify::new(),
-            key_gone: Notify::new(),
+            key_gone: watch::channel(0).0,
             join_slots: Arc::new(tokio::sync::Semaphore::new(writer::IN_FLIGHT)),
             joins_waiting: Default::default(),
             catch_ups: Arc::new(tokio::sync::Semaphore::new(catchup::CATCH_UPS)),

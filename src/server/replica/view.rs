@@ -95,13 +95,16 @@ fn apply(i: &mut Inner, shared: &Shared, r: &Replica, epoch: u64, item: Mirrored
             }
         }
         Change::Replicas { deleted } => {
-            // The deletion of this replica's current key (not of one it
-            // already registered again after).
+            // A deletion of this replica's key: the authority tells the
+            // current registration's from an earlier one's by revision.
             if let Some((id, revision)) = deleted
                 && id == r.id
-                && r.fence().is_some_and(|f| revision > f.reg_rev)
             {
-                r.key_gone.notify_one();
+                r.key_gone.send_if_modified(|latest| {
+                    let newer = revision > *latest;
+                    *latest = (*latest).max(revision);
+                    newer
+                });
             }
             scan = true;
         }
