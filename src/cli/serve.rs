@@ -235,13 +235,13 @@ pub(crate) fn main(args: ServeArgs) -> ExitCode {
         let metrics = heartbeat::metrics::ServerMetrics::new(&mut registry);
         let mut server = heartbeat::server::Server::new(cfg).metrics(metrics);
         if let Some(addr) = args.health_listen {
-            match bind(addr, "health listening").await {
+            match bind(addr, "health listening") {
                 Ok(l) => server = server.health_listener(l),
                 Err(code) => return code,
             }
         }
         if let Some(addr) = args.metrics_listen {
-            match bind(addr, "metrics listening").await {
+            match bind(addr, "metrics listening") {
                 Ok(l) => server = server.metrics_listener(l, std::sync::Arc::new(registry)),
                 Err(code) => return code,
             }
@@ -258,7 +258,7 @@ pub(crate) fn main(args: ServeArgs) -> ExitCode {
 }
 
 /// Binds an extra port and logs `what` with its address.
-async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener, ExitCode> {
+fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener, ExitCode> {
     match heartbeat::edge::listen(addr) {
         Ok(l) => {
             if let Ok(a) = l.local_addr() {

@@ -5,7 +5,9 @@
 //! [`Server`] is the one entry point: a builder over the configuration
 //! whose [`Server::serve`] takes a bound listener and any shutdown future
 //! (the mini-redis shape): the library never binds ports or reads argv, and
-//! tests run it on `127.0.0.1:0`.
+//! tests run it on `127.0.0.1:0`. Bind with [`crate::edge::listen`] (an
+//! accept queue of 4096, not `TcpListener::bind`'s 128, which a fleet
+//! reconnecting at once overflows).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -14,7 +16,7 @@
 //!
 //! let mut registry = heartbeat::metrics::registry();
 //! let metrics = heartbeat::metrics::ServerMetrics::new(&mut registry);
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let listener = heartbeat::edge::listen("127.0.0.1:0".parse()?)?;
 //! Server::new(ServerConfig::default())
 //!     .metrics(metrics)
 //!     .serve(listener, async { let _ = tokio::signal::ctrl_c().await; })
