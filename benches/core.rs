@@ -23,6 +23,7 @@ fn req(i: usize) -> JoinRequest {
         timeout: None,
         labels: Labels::new(),
         status: Status::Serving,
+        endpoint: None,
     }
 }
 

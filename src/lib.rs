@@ -12,8 +12,9 @@
 //! - [`health`]: `grpc.health.v1` over a status map: Check, Watch, List.
 //! - [`server`]: Beat / ListMembers / WatchMembers over the core, the timer
 //!   driver, and shutdown.
-//! - [`cluster`]: cluster mode on etcd (being built): the records and their
-//!   fenced writes.
+//! - [`cluster`]: cluster mode on etcd: the records and their fenced writes.
+//! - [`xds`]: discovery (SPEC §8): the server as an xDS control plane, so
+//!   standard gRPC clients on `xds:///<service>` reach live members only.
 //! - [`etcd`]: a thin client of etcd's v3 API for cluster mode: calls with
 //!   a deadline and endpoint rotation, and a lease keeper.
 //! - [`edge`]: every listening port's connections: handshake deadline, one
@@ -69,6 +70,8 @@ pub mod procfs;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod validate;
+#[cfg(feature = "server")]
+pub mod xds;
 
 /// The README's Rust examples, compiled as doctests so they cannot rot.
 #[cfg(doctest)]

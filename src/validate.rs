@@ -203,9 +203,9 @@ pub fn service_filter(field: &str, value: &str) -> Result<Option<String>, Invali
 pub fn join(join: pb::Join) -> Result<JoinRequest, Invalid> {
     service("join.service", &join.service)?;
     instance("join.instance", &join.instance)?;
-    // Checked now; carried into the member table with discovery (SPEC §8).
-    endpoint("join.endpoint", &join.endpoint)?;
+    let endpoint = endpoint("join.endpoint", &join.endpoint)?;
     Ok(JoinRequest {
+        endpoint,
         interval: duration("join.interval", join.interval)?,
         timeout: duration("join.timeout", join.timeout)?,
         labels: labels("join.labels", join.labels)?,

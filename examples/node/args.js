@@ -41,6 +41,14 @@ const checks = {
     if (seconds <= 0) throw `${JSON.stringify(v)}: must be more than zero`;
     return seconds;
   },
+  endpoint(v) {
+    const i = v.lastIndexOf(":");
+    const port = Number(v.slice(i + 1));
+    if (i < 1 || !/^\d+$/.test(v.slice(i + 1)) || port < 1 || port > 65535) {
+      throw `${JSON.stringify(v)}: use host:port (port 1-65535)`;
+    }
+    return v;
+  },
   count(v) {
     if (!/^\d+$/.test(v) || Number(v) < 1) throw `${JSON.stringify(v)}: must be a whole number, at least 1`;
     return Number(v);

@@ -2,7 +2,8 @@
 // deadline on the server (no answer within the agreed timeout: reconnect with
 // jittered backoff), Leave on SIGTERM/SIGINT.
 //
-//   node member.js --server 127.0.0.1:50051 --service orders --instance orders-1
+//   node member.js --server 127.0.0.1:50051 --service orders --instance orders-1 \
+//     --endpoint 10.0.0.7:8080   # xDS clients of xds:///orders are routed there
 //
 // Flags mean what they mean for `heartbeat beat` (see args.js); `--help`.
 // Prints one line per event: joined session=N ..., interval=S (the server
@@ -16,6 +17,7 @@ const args = require("./args")("member.js", {
   instance: { check: "instance", default: null, help: "instance name (unique within the service)" },
   interval: { check: "duration", default: undefined, help: "requested ping interval, e.g. 500ms (the server may clamp it)" },
   timeout: { check: "duration", default: undefined, help: "requested liveness timeout, e.g. 3s (the server may clamp it)" },
+  endpoint: { check: "endpoint", default: undefined, help: "host:port where this member serves; xDS clients are routed there" },
   "max-retries": { check: "count", default: 3, help: "failed attempts in a row before reporting offline" },
 });
 // google.protobuf.Duration from seconds.
@@ -88,7 +90,7 @@ function session() {
       else finish("lost", `server lost: ${status.details}`);
     });
     call.on("error", () => {}); // reported through "status"
-    const join = { service: args.service, instance: args.instance };
+    const join = { service: args.service, instance: args.instance, endpoint: args.endpoint || "" };
     if (args.interval) join.interval = pbDuration(args.interval);
     if (args.timeout) join.timeout = pbDuration(args.timeout);
     call.write({ join });

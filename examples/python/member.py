@@ -3,9 +3,11 @@
 
 Joins, pings every agreed interval, keeps its own deadline on the server (no
 answer within the agreed timeout: the server is lost, reconnect with jittered
-backoff), and sends Leave on SIGTERM or SIGINT.
+backoff), and sends Leave on SIGTERM or SIGINT. With `--endpoint`, gRPC
+clients on `xds:///orders` are routed to it while it is live (SPEC §8).
 
-    python member.py --server 127.0.0.1:50051 --service orders --instance orders-1
+    python member.py --server 127.0.0.1:50051 --service orders --instance orders-1 \
+        --endpoint 10.0.0.7:8080
 
 The flags mean what they mean for `heartbeat beat`: `--interval` and
 `--timeout` are the requested ping interval and liveness timeout (durations
@@ -104,6 +106,15 @@ def server(text):
     return addr
 
 
+def endpoint(text):
+    """`host:port` where this member serves its own traffic (the server
+    checks it in full and answers INVALID_ARGUMENT naming join.endpoint)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: use host:port (port 1-65535)")
+    return text
+
+
 def positive(text):
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: must be a whole number, at least 1")
@@ -118,7 +129,7 @@ def client_interval(told, timeout):
 
 def run_session(stub, args, stopping):
     """Returns 'left', 'lost' or 'drained'."""
-    join = pb.Join(service=args.service, instance=args.instance)
+    join = pb.Join(service=args.service, instance=args.instance, endpoint=args.endpoint or "")
     if args.interval:
         join.interval.FromMilliseconds(int(args.interval * 1000))
     if args.timeout:
@@ -184,6 +195,7 @@ def main():
     p.add_argument("--instance", required=True, type=name("A-Za-z0-9._:-", "instance name"))
     p.add_argument("--interval", type=duration, help="requested ping interval, e.g. 500ms (the server may clamp it)")
     p.add_argument("--timeout", type=duration, help="requested liveness timeout, e.g. 3s (the server may clamp it)")
+    p.add_argument("--endpoint", type=endpoint, help="host:port where this member serves; xDS clients are routed there")
     p.add_argument("--max-retries", type=positive, default=3, help="failed attempts in a row before reporting offline")
     args = p.parse_args()
     if args.service == "grpc.health.v1.Health" or args.service.startswith("heartbeat."):

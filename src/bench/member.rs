@@ -101,6 +101,7 @@ impl Member {
             timeout: self.cfg.timeout,
             labels: Labels::new(),
             status: Status::Serving,
+            endpoint: None,
         };
         // Like the old bench: no timestamps on pings (the server decodes
         // less), a few slots so a busy connection does not skip pings.

@@ -201,6 +201,7 @@ async fn flipper(
         timeout: None,
         labels: Default::default(),
         status: Status::Serving,
+        endpoint: None,
     };
     let opts = StreamOptions {
         queue: 4,

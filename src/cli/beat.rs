@@ -38,6 +38,10 @@ pub struct BeatArgs {
     /// A label, key=value; repeat for more.
     #[arg(long = "label", env = "HEARTBEAT_LABEL", value_parser = label)]
     labels: Vec<(String, String)>,
+    /// HOST:PORT where this member serves its own traffic; xDS clients of
+    /// the service are routed there while the member is live and SERVING.
+    #[arg(long, env = "HEARTBEAT_ENDPOINT")]
+    endpoint: Option<String>,
     /// Failed attempts in a row before reporting OFFLINE.
     #[arg(long, env = "HEARTBEAT_MAX_RETRIES", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     max_retries: u32,
@@ -80,6 +84,7 @@ impl BeatArgs {
         client.interval = self.interval;
         client.timeout = self.timeout;
         client.labels = self.labels.iter().cloned().collect();
+        client.endpoint = self.endpoint.clone();
         client.tls = self.connect.tls()?;
         client.token = self.connect.token()?;
         let check = match (&self.check_grpc, &self.check_tcp, &self.check_exec) {

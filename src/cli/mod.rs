@@ -15,6 +15,7 @@ mod render;
 mod serve;
 mod signal;
 mod watch;
+mod xds;
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -54,6 +55,8 @@ enum Command {
     Watch(watch::WatchArgs),
     /// Load a server with N members and measure it (pings/s, RTT, detection).
     Bench(bench::BenchArgs),
+    /// Print an xDS bootstrap file: gRPC clients dialling xds:///SERVICE then reach its live members.
+    XdsBootstrap(xds::XdsBootstrapArgs),
     /// Print a shell completion script: `heartbeat completions bash > /etc/bash_completion.d/heartbeat`.
     Completions {
         /// The shell.
@@ -133,6 +136,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Members(args) => members::main(args),
         Command::Watch(args) => watch::main(args),
         Command::Bench(args) => bench::main(args),
+        Command::XdsBootstrap(args) => xds::main(args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut out = Vec::new();

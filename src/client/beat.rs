@@ -42,6 +42,8 @@ pub struct JoinAs {
     pub labels: Labels,
     /// The member's status from its first moment.
     pub status: Status,
+    /// Where the member serves its own traffic (SPEC §8).
+    pub endpoint: Option<String>,
 }
 
 impl JoinAs {
@@ -52,7 +54,7 @@ impl JoinAs {
             interval: self.interval.map(duration_to_pb),
             timeout: self.timeout.map(duration_to_pb),
             labels: self.labels.clone().into_iter().collect(),
-            endpoint: String::new(),
+            endpoint: self.endpoint.clone().unwrap_or_default(),
             status: wire_status(self.status),
         }
     }

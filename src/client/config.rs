@@ -24,6 +24,9 @@ pub struct ClientConfig {
     pub timeout: Option<Duration>,
     /// Labels.
     pub labels: Labels,
+    /// `host:port` where this member serves its own traffic, advertised in
+    /// the Join so that xDS clients are routed to it (SPEC §8).
+    pub endpoint: Option<String>,
     /// Consecutive failed attempts before the client reports OFFLINE.
     pub max_retries: u32,
     /// Reconnect backoff.
@@ -76,6 +79,7 @@ impl ClientConfig {
             interval: None,
             timeout: None,
             labels: Labels::new(),
+            endpoint: None,
             max_retries: 3,
             backoff: Backoff::default(),
             leave_timeout: Duration::from_secs(1),
@@ -101,6 +105,12 @@ impl ClientConfig {
     /// Adds a label.
     pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// Advertises `host:port` as where this member serves (SPEC §8).
+    pub fn endpoint(mut self, host_port: impl Into<String>) -> Self {
+        self.endpoint = Some(host_port.into());
         self
     }
 
@@ -130,6 +140,9 @@ impl ClientConfig {
         validate::instance("instance", &self.instance).map_err(|e| err(e.to_string()))?;
         let labels = self.labels.clone().into_iter().collect();
         validate::labels("labels", labels).map_err(|e| err(e.to_string()))?;
+        if let Some(e) = &self.endpoint {
+            validate::endpoint("endpoint", e).map_err(|e| err(e.to_string()))?;
+        }
         if self.max_retries == 0 {
             return Err(err("max_retries must be at least 1".into()));
         }

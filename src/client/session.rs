@@ -69,6 +69,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>, url: &str) -> End {
         // The status of this moment, so a member is never advertised
         // SERVING before it is (SPEC §2 Join.status).
         status: *ctx.member_status.borrow_and_update(),
+        endpoint: ctx.cfg.endpoint.clone(),
     };
     let opts = StreamOptions {
         wait: deadline.saturating_duration_since(Instant::now()),

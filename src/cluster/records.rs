@@ -210,6 +210,7 @@ impl Records {
                 Some(r) => Some(r.id.clone()),
                 None => (!s.owner.is_empty()).then(|| s.owner.as_str().into()),
             },
+            endpoint: (!s.endpoint.is_empty()).then(|| s.endpoint.as_str().into()),
         }
     }
 }

@@ -104,6 +104,9 @@ pub struct JoinRequest {
     pub labels: Labels,
     /// Status from the first moment (`Join.status`).
     pub status: Status,
+    /// Where the member serves its own traffic (`Join.endpoint`, validated;
+    /// SPEC §8), if it advertised one.
+    pub endpoint: Option<String>,
 }
 
 /// What the Join agreed (the content of `Welcome`).
@@ -146,6 +149,8 @@ pub struct MemberView {
     /// The replica holding the member's stream (cluster mode; `None` in
     /// one server).
     pub replica: Option<Arc<str>>,
+    /// `host:port` the member advertised at Join (SPEC §8), if any.
+    pub endpoint: Option<Arc<str>>,
 }
 
 impl MemberView {

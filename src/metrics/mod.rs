@@ -43,6 +43,7 @@ mod http;
 mod labels;
 mod process;
 mod server;
+mod xds;
 
 #[cfg(feature = "client")]
 pub use crate::client::ClientMetrics;
@@ -51,6 +52,7 @@ pub use edge::{EdgeMetrics, Refused};
 pub use http::router;
 pub use process::ProcessCollector;
 pub use server::{MAX_SERVICE_LABELS, OTHER_SERVICES, Rejection, ServerMetrics};
+pub use xds::{OpenStream, TypeLabel, XdsMetrics};
 
 use prometheus_client::registry::Registry;
 

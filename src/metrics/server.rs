@@ -57,6 +57,8 @@ pub struct ServerMetrics {
     pub(crate) edge: EdgeMetrics,
     /// Cluster mode's metrics.
     pub(crate) cluster: super::ClusterMetrics,
+    /// Discovery's metrics.
+    pub(crate) xds: super::XdsMetrics,
     offered: Gauge<f64, AtomicU64>,
     state_failures: Counter,
     watches: Gauge,
@@ -90,6 +92,7 @@ impl ServerMetrics {
             holds: Counter::default(),
             edge: EdgeMetrics::new(registry),
             cluster: super::ClusterMetrics::new(registry),
+            xds: super::XdsMetrics::new(registry),
             offered: Gauge::default(),
             state_failures: Counter::default(),
             watches: Gauge::default(),

@@ -23,7 +23,7 @@ pub(crate) fn member(m: &MemberView, clock: &WallClock) -> pb::Member {
         timeout: Some(duration(m.timeout)),
         joined_at: Some(clock.timestamp(m.joined_at)),
         last_seen: Some(clock.timestamp(m.last_seen)),
-        endpoint: String::new(),
+        endpoint: m.endpoint.as_deref().unwrap_or_default().to_owned(),
         replica: m.replica.as_deref().unwrap_or_default().to_owned(),
     }
 }

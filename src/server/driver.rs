@@ -183,6 +183,7 @@ mod tests {
             timeout: None,
             labels: Default::default(),
             status: Status::Serving,
+            endpoint: None,
         };
         shared.with(|i| i.core.join(req, Instant::now()));
         let state = || shared.with(|i| i.core.members(None)[0].state);

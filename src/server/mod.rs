@@ -268,8 +268,29 @@ fn routes(
         .into_server()
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_RESPONSE_SIZE);
+    let watch_shared = shared.clone();
+    let ads = crate::xds::Ads::new(
+        shared.xds.clone(),
+        shared.cfg.authz.clone(),
+        shared.metrics.xds.clone(),
+        shared.drain.clone(),
+        Box::new(move |conn| {
+            let cfg = &watch_shared.cfg;
+            let slot = watch_limit::acquire(
+                &watch_shared.watches,
+                conn,
+                cfg.max_watches,
+                cfg.max_watches_per_connection,
+                &watch_shared.metrics,
+            )?;
+            Ok(Box::new(slot) as Box<dyn Send>)
+        }),
+    )
+    .into_server(MAX_MESSAGE_SIZE)
+    .max_encoding_message_size(MAX_RESPONSE_SIZE);
     Ok(tonic::service::Routes::new(heartbeat)
         .add_service(health_server)
+        .add_service(ads)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
         .prepare())

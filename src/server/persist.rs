@@ -54,6 +54,8 @@ struct Saved {
     interval_ms: u64,
     timeout_ms: u64,
     serving: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    endpoint: Option<String>,
 }
 
 impl From<&MemberView> for Saved {
@@ -66,6 +68,7 @@ impl From<&MemberView> for Saved {
             interval_ms: m.interval.as_millis() as u64,
             timeout_ms: m.timeout.as_millis() as u64,
             serving: m.status == Status::Serving,
+            endpoint: m.endpoint.as_deref().map(str::to_owned),
         }
     }
 }
@@ -81,7 +84,12 @@ fn restored(s: Saved) -> Result<Restored, String> {
     validate::instance("instance", &s.instance).map_err(|e| e.to_string())?;
     let labels =
         validate::labels("labels", s.labels.into_iter().collect()).map_err(|e| e.to_string())?;
+    let endpoint = match s.endpoint {
+        Some(e) => validate::endpoint("endpoint", &e).map_err(|e| e.to_string())?,
+        None => None,
+    };
     Ok(Restored {
+        endpoint,
         service: s.service,
         instance: s.instance,
         labels,

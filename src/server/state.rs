@@ -120,6 +120,9 @@ pub(crate) struct Shared {
     /// Bumped when the table started over with no events (a cluster's
     /// view resnapshotted): every WatchMembers stream sends a snapshot.
     pub(crate) resets: std::sync::atomic::AtomicU64,
+    /// The routable endpoints xDS streams serve (SPEC §8), changed with
+    /// the table.
+    pub(crate) xds: Arc<crate::xds::Hub>,
 }
 
 impl Shared {
@@ -181,6 +184,7 @@ impl Shared {
             watches: Arc::default(),
             replica,
             resets: Default::default(),
+            xds: Arc::default(),
         }))
     }
 
@@ -281,6 +285,7 @@ impl Shared {
         }
         for event in &out.events {
             self.metrics.event(event);
+            self.xds.apply(event);
             // No receiver is fine: nobody is watching.
             let _ = self.events.send(event.clone());
         }

@@ -1,4 +1,5 @@
-//! Limits on open WatchMembers streams, in total and per connection: each
+//! Limits on open watch streams (WatchMembers and xDS), in total and per
+//! connection: each
 //! costs a little memory however well it is bounded, so an anonymous client
 //! must not be able to open them without end. Past a limit the call gets
 //! RESOURCE_EXHAUSTED naming it.
@@ -38,7 +39,7 @@ pub(crate) fn acquire(
         c.watches.fetch_sub(1, Ordering::AcqRel);
         metrics.rejected(crate::metrics::Rejection::WatchLimit);
         return Err(GrpcStatus::resource_exhausted(format!(
-            "{max_per_connection} WatchMembers streams are already open on this connection (--max-watches-per-connection)"
+            "{max_per_connection} watch streams (WatchMembers and xDS) are already open on this connection (--max-watches-per-connection)"
         )));
     }
     if total.0.fetch_add(1, Ordering::AcqRel) >= max_total {
@@ -48,7 +49,7 @@ pub(crate) fn acquire(
         }
         metrics.rejected(crate::metrics::Rejection::WatchLimit);
         return Err(GrpcStatus::resource_exhausted(format!(
-            "{max_total} WatchMembers streams are already open on this server (--max-watches)"
+            "{max_total} watch streams (WatchMembers and xDS) are already open on this server (--max-watches)"
         )));
     }
     metrics.watch_opened();

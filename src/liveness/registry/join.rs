@@ -32,6 +32,8 @@ pub struct Restored {
     pub timeout: Duration,
     /// Last reported status.
     pub status: Status,
+    /// The endpoint it advertised, if any.
+    pub endpoint: Option<String>,
 }
 
 /// What a Join sets on a member, new or known.
@@ -40,6 +42,7 @@ struct Fresh {
     timeout: Duration,
     labels: Arc<Labels>,
     status: Status,
+    endpoint: Option<Arc<str>>,
     session: u64,
     now: Instant,
 }
@@ -81,6 +84,7 @@ impl Registry {
             timeout,
             labels: Arc::new(req.labels),
             status: req.status,
+            endpoint: req.endpoint.map(Arc::from),
             session,
             now,
         };
@@ -139,6 +143,7 @@ impl Registry {
         let v = &mut entry.view;
         (v.labels, v.state, v.status, v.session) = (f.labels, State::Alive, f.status, f.session);
         (v.interval, v.timeout, v.joined_at, v.last_seen) = (f.base, f.timeout, f.now, f.now);
+        v.endpoint = f.endpoint;
         entry.ended_at = None;
         entry.stall_mark = stall;
         entry.protection = Protection::Eligible;
@@ -166,6 +171,7 @@ impl Registry {
             joined_at: f.now,
             last_seen: f.now,
             replica: None,
+            endpoint: f.endpoint,
         };
         let slot = self.alloc(Entry {
             base_interval: f.base,
@@ -202,6 +208,7 @@ impl Registry {
             joined_at: now,
             last_seen: now,
             replica: None,
+            endpoint: m.endpoint.map(Arc::from),
         };
         let health = view.health();
         let slot = self.alloc(Entry {

@@ -83,6 +83,7 @@ fn restored_members_get_exactly_one_timeout_to_come_back() {
                 } else {
                     Status::Serving
                 },
+                endpoint: None,
             },
             t0,
         );

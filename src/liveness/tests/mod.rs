@@ -28,6 +28,7 @@ fn req(service: &str, instance: &str) -> JoinRequest {
         timeout: None,
         labels: Labels::new(),
         status: Status::Serving,
+        endpoint: None,
     }
 }
 

@@ -64,7 +64,7 @@ pub(crate) async fn commit_join(
         owner: fence.replica.clone(),
         owner_reg_rev: fence.reg_rev,
         reason: String::new(),
-        endpoint: String::new(),
+        endpoint: req.endpoint.clone().unwrap_or_default(),
         joined_at_us: at,
         changed_at_us: at,
     };

@@ -84,6 +84,7 @@ fn apply(i: &mut Inner, shared: &Shared, r: &Replica, epoch: u64, item: Mirrored
                 reconcile(core, c, r, &name, &Held(streams), &mut ends);
             }
             shared.resets.fetch_add(1, Ordering::Relaxed);
+            shared.xds.reset(&c.view.members(None));
             scan = true;
         }
         Change::Member(name) => reconcile(core, c, r, &name, &Held(streams), &mut ends),
