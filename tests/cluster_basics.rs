@@ -130,3 +130,37 @@ async fn a_resume_works_on_any_replica_even_one_started_later() {
         s.stop().await;
     }
 }
+
+#[tokio::test]
+async fn every_replica_serves_the_same_xds_endpoints() {
+    use common::ads::{Ads, addrs};
+    let etcd = EtcdCluster::start("xds", 1);
+    let a = TestServer::with(replica_cfg(etcd.endpoints(), "/hb-xds/")).await;
+    let b = TestServer::with(replica_cfg(etcd.endpoints(), "/hb-xds/")).await;
+    for r in [&a, &b] {
+        health_is(r, "heartbeat.v1.Heartbeat", ServingStatus::Serving).await;
+    }
+    let mut on_b = Ads::open_on(b.channel().await).await.unwrap();
+    let first = on_b.endpoints(&["web"]).await;
+    assert!(addrs(&first).is_empty());
+    on_b.ask(common::ads::EDS, &["web"], &first.nonce).await;
+
+    // A member joined on A is routed to by B's clients ...
+    let join = heartbeat::pb::heartbeat::v1::Join {
+        service: "web".into(),
+        instance: "x".into(),
+        endpoint: "10.1.2.3:8080".into(),
+        ..Default::default()
+    };
+    let (mut x, _) = Beat::join_with(&mut a.client().await, join).await;
+    assert_eq!(addrs(&on_b.next().await), ["10.1.2.3:8080"]);
+    // ... and A's clients see the same set.
+    let mut on_a = Ads::open_on(a.channel().await).await.unwrap();
+    assert_eq!(addrs(&on_a.endpoints(&["web"]).await), ["10.1.2.3:8080"]);
+    // Leave on A: out on B.
+    x.send(common::leave_req()).await;
+    x.expect_ok_end().await;
+    assert!(addrs(&on_b.next().await).is_empty());
+    a.stop().await;
+    b.stop().await;
+}

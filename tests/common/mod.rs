@@ -2,6 +2,7 @@
 //! joins, a Beat member driven message by message, and bounded waits.
 #![allow(dead_code)]
 
+pub mod ads;
 pub mod cluster;
 pub mod etcd;
 pub mod h2conn;
