@@ -94,13 +94,16 @@ pub(crate) fn member_json(m: &Member, now: SystemTime) -> Value {
         "last_seen_ago_ms": ago(m, now).map(|d| d.as_millis() as u64),
         "labels": m.labels,
         "replica": m.replica,
+        "endpoint": m.endpoint,
     })
 }
 
 /// The member table, with a header line; a REPLICA column when the
-/// server is a cluster replica (members carry the replica holding them).
+/// server is a cluster replica (members carry the replica holding them),
+/// an ENDPOINT column when a member advertised one (SPEC §8).
 pub(crate) fn member_table(members: &[Member], now: SystemTime) -> String {
     let cluster = members.iter().any(|m| !m.replica.is_empty());
+    let endpoints = members.iter().any(|m| !m.endpoint.is_empty());
     let mut header: Vec<String> = [
         "SERVICE",
         "INSTANCE",
@@ -113,6 +116,9 @@ pub(crate) fn member_table(members: &[Member], now: SystemTime) -> String {
     .to_vec();
     if cluster {
         header.push("REPLICA".into());
+    }
+    if endpoints {
+        header.push("ENDPOINT".into());
     }
     header.push("LABELS".into());
     let mut rows = vec![header];
@@ -132,6 +138,10 @@ pub(crate) fn member_table(members: &[Member], now: SystemTime) -> String {
             } else {
                 m.replica.clone()
             });
+        }
+        if endpoints {
+            let e = &m.endpoint;
+            row.push(if e.is_empty() { "-".into() } else { e.clone() });
         }
         row.push(labels(m));
         rows.push(row);
