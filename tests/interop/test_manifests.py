@@ -115,6 +115,7 @@ def test_sidecar_manifest_matches_the_real_agent(server):
     local[local.index("--label") + 1] = "node=node-1"
     local[local.index("--health-listen") + 1] = "127.0.0.1:0"
     local[local.index("--check-tcp") + 1] = server.addr  # an open port stands in for the app
+    local[local.index("--endpoint") + 1] = "127.0.0.1:8080"
     proc = subprocess.Popen([heartbeat_bin(), "beat", *local], stderr=subprocess.PIPE, text=True)
     lines = queue.Queue()
     threading.Thread(target=lambda: [lines.put(json.loads(l)) for l in proc.stderr], daemon=True).start()
