@@ -13,8 +13,12 @@ use heartbeat::pb::heartbeat::v1::{EventType, MemberState};
 #[tokio::test]
 async fn joins_pings_and_reports_online_with_rtt() {
     let server = TestServer::with(fast()).await;
-    let client =
-        Client::spawn(ClientConfig::new([server.url()], "web", "a").label("zone", "z1")).unwrap();
+    let client = Client::spawn(
+        ClientConfig::new([server.url()], "web", "a")
+            .label("zone", "z1")
+            .endpoint("10.0.0.7:8080"),
+    )
+    .unwrap();
     let mut rx = client.subscribe();
     let online = reach(&mut rx, ClientState::Online).await;
     assert_eq!(
@@ -32,6 +36,10 @@ async fn joins_pings_and_reports_online_with_rtt() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].session, online.session.unwrap());
     assert_eq!(listed[0].labels["zone"], "z1");
+    assert_eq!(
+        listed[0].endpoint, "10.0.0.7:8080",
+        "advertised in the Join"
+    );
     let mut events = Events::open(&mut hb, "", 0).await;
     events.snapshot().await;
     client.leave().await.unwrap();
@@ -126,4 +134,7 @@ async fn leave_while_not_connected_reports_it() {
 async fn invalid_configuration_is_refused_before_connecting() {
     let e = Client::spawn(ClientConfig::new(["127.0.0.1:1"], "web", "a b")).unwrap_err();
     assert!(e.to_string().contains("instance"), "{e}");
+    let cfg = ClientConfig::new(["127.0.0.1:1"], "web", "a").endpoint("10.0.0.1");
+    let e = Client::spawn(cfg).unwrap_err();
+    assert!(e.to_string().contains("endpoint"), "{e}");
 }

@@ -229,3 +229,24 @@ pub(crate) async fn writer(shared: Arc<Shared>, dir: PathBuf, dirty: Arc<Notify>
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn saved(extra: &str) -> Saved {
+        let text = format!(
+            r#"{{"service":"web","instance":"a","session":7,"interval_ms":1000,"timeout_ms":3000,"serving":true{extra}}}"#
+        );
+        serde_json::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn the_endpoint_is_saved_and_restored_and_checked() {
+        assert_eq!(restored(saved("")).unwrap().endpoint, None, "older files");
+        let r = restored(saved(r#","endpoint":"10.0.0.7:8080""#)).unwrap();
+        assert_eq!(r.endpoint.as_deref(), Some("10.0.0.7:8080"));
+        let e = restored(saved(r#","endpoint":"nope""#)).unwrap_err();
+        assert!(e.contains("endpoint"), "{e}");
+    }
+}

@@ -194,6 +194,8 @@ impl Hub {
         let generation = t.generation + 1;
         let mut lookup = None;
         let set = t.services.entry(service.into()).or_default();
+        let shown = |set: &ServiceSet| set.members.get(instance).map(|t| t.addrs.clone());
+        let before = shown(set).unwrap_or_default();
         match endpoint {
             None => {
                 set.members.remove(instance);
@@ -210,15 +212,24 @@ impl Hub {
                 set.members.insert(instance.into(), target);
             }
         }
-        set.changed = generation;
+        // Only what clients are sent counts as a change: a name not resolved
+        // yet, or a new session keeping its addresses, pushes nothing.
+        let moved = shown(set).unwrap_or_default() != before;
+        if moved {
+            set.changed = generation;
+        }
         if set.members.is_empty() {
             // Streams compare generations for inequality: an absent service
             // reads as 0, which differs from what they last sent.
             t.services.remove(service);
         }
-        t.generation = generation;
-        drop(t);
-        self.generation.send_replace(generation);
+        if moved {
+            t.generation = generation;
+            drop(t);
+            self.generation.send_replace(generation);
+        } else {
+            drop(t);
+        }
         if let Some(target) = lookup {
             self.resolve(service.into(), instance.into(), target);
         }
