@@ -109,11 +109,13 @@ async fn host_names_are_resolved_before_they_are_routed() {
     let hub = Arc::new(Hub::default());
     let mut changes = hub.subscribe();
     let m = member("a", State::Alive, Status::Serving, Some("localhost:8080"));
+    let g = hub.generation();
     hub.apply(&event(EventKind::Joined, m));
     assert!(
         addrs(&hub).is_empty(),
         "not routed before the name resolves"
     );
+    assert_eq!(hub.generation(), g, "nothing to push before it resolves");
     let resolved = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             changes.changed().await.unwrap();
