@@ -81,15 +81,16 @@ impl Identity {
         {
             principals.extend(sans(leaf.as_ref()));
         }
-        let token = req
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if let Some(token) = token {
-            principals.push(Principal::Token(sha256_hex(token.trim())));
-        }
+        principals.extend(bearer(req.metadata().as_ref()));
         Identity { principals }
+    }
+
+    /// The identity of a plain HTTP request: its bearer token, if any (the
+    /// HTTP port has no TLS of its own, so no certificate).
+    pub fn of_http(headers: &http::HeaderMap) -> Self {
+        Identity {
+            principals: bearer(headers).into_iter().collect(),
+        }
     }
 
     /// A short description for error messages (never the token).
@@ -109,6 +110,17 @@ impl Identity {
             names.join(", ")
         }
     }
+}
+
+/// The principal of an `authorization: Bearer …` header (gRPC metadata
+/// and HTTP alike).
+fn bearer(headers: &http::HeaderMap) -> Option<Principal> {
+    let token = headers
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")?;
+    Some(Principal::Token(sha256_hex(token.trim())))
 }
 
 fn sans(der: &[u8]) -> Vec<Principal> {

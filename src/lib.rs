@@ -17,6 +17,9 @@
 //!   standard gRPC clients on `xds:///<service>` reach live members only.
 //! - [`etcd`]: a thin client of etcd's v3 API for cluster mode: calls with
 //!   a deadline and endpoint rotation, and a lease keeper.
+//! - [`http`]: the HTTP port (SPEC §9): the live status page, `/api/v1`
+//!   (the member table as proto3 JSON, its events as Server-Sent Events)
+//!   and `/metrics`.
 //! - [`edge`]: every listening port's connections: handshake deadline, one
 //!   connection limit with eviction of the longest-idle, idle timeout,
 //!   `grpc-timeout` on streams, HTTP 415, bounded shutdown.
@@ -59,6 +62,8 @@ pub mod edge;
 pub mod etcd;
 #[cfg(feature = "server")]
 pub mod health;
+#[cfg(feature = "server")]
+pub mod http;
 pub mod liveness;
 #[cfg(feature = "server")]
 pub mod metrics;

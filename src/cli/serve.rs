@@ -17,9 +17,12 @@ pub struct ServeArgs {
     /// Address to listen on for gRPC (Beat, health, reflection).
     #[arg(long, env = "HEARTBEAT_LISTEN", default_value = "0.0.0.0:50051")]
     listen: SocketAddr,
-    /// Serve Prometheus metrics over HTTP at /metrics on this address.
+    /// Serve Prometheus metrics over HTTP at /metrics on this address (the HTTP port serves them too).
     #[arg(long, env = "HEARTBEAT_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// Serve the HTTP port on this address: the live status page at /, the member table at /api/v1/members, its events at /api/v1/events (Server-Sent Events), metrics at /metrics.
+    #[arg(long, env = "HEARTBEAT_HTTP_LISTEN")]
+    http_listen: Option<SocketAddr>,
     /// Ping interval for members that ask for none.
     #[arg(long, env = "HEARTBEAT_DEFAULT_INTERVAL", value_parser = human_duration, default_value_t = defaults().default_interval.into())]
     default_interval: HumanDuration,
@@ -240,9 +243,16 @@ pub(crate) fn main(args: ServeArgs) -> ExitCode {
                 Err(code) => return code,
             }
         }
+        let registry = std::sync::Arc::new(registry);
         if let Some(addr) = args.metrics_listen {
             match bind(addr, "metrics listening") {
-                Ok(l) => server = server.metrics_listener(l, std::sync::Arc::new(registry)),
+                Ok(l) => server = server.metrics_listener(l, registry.clone()),
+                Err(code) => return code,
+            }
+        }
+        if let Some(addr) = args.http_listen {
+            match bind(addr, "http listening") {
+                Ok(l) => server = server.http_listener(l, registry),
                 Err(code) => return code,
             }
         }

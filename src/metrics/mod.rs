@@ -49,7 +49,7 @@ mod xds;
 pub use crate::client::ClientMetrics;
 pub use cluster::{AuthorityLabel, ClusterMetrics};
 pub use edge::{EdgeMetrics, Refused};
-pub use http::router;
+pub use http::{route as metrics_route, router};
 pub use process::ProcessCollector;
 pub use server::{MAX_SERVICE_LABELS, OTHER_SERVICES, Rejection, ServerMetrics};
 pub use xds::{OpenStream, TypeLabel, XdsMetrics};

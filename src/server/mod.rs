@@ -30,6 +30,7 @@ mod driver;
 mod error;
 mod members;
 mod persist;
+mod reads;
 mod replica;
 mod resume;
 mod service;
@@ -49,6 +50,7 @@ pub use beat::BeatStream;
 pub use error::BeatError;
 pub use members::WatchMembersStream;
 pub use persist::MAX_SAVED_SESSION;
+pub use reads::Reads;
 
 use crate::config::{ConfigError, ServerConfig};
 use crate::edge::{self, Edge, Port};
@@ -97,6 +99,9 @@ pub struct Server {
     cfg: ServerConfig,
     metrics: ServerMetrics,
     health: Option<TcpListener>,
+    /// `--metrics-listen`: `/metrics` alone.
+    metrics_port: Option<(TcpListener, Arc<Registry>)>,
+    /// `--http-listen`: the status page, `/api/v1` and `/metrics`.
     http: Option<(TcpListener, Arc<Registry>)>,
 }
 
@@ -107,6 +112,7 @@ impl Server {
             cfg,
             metrics: ServerMetrics::unregistered(),
             health: None,
+            metrics_port: None,
             http: None,
         }
     }
@@ -128,6 +134,14 @@ impl Server {
 
     /// Also serves `registry` at `/metrics` over HTTP on `listener`.
     pub fn metrics_listener(mut self, listener: TcpListener, registry: Arc<Registry>) -> Self {
+        self.metrics_port = Some((listener, registry));
+        self
+    }
+
+    /// Also serves the HTTP port of SPEC §9 on `listener`: the status page
+    /// at `/`, `/api/v1/members`, `/api/v1/events` (Server-Sent Events) and
+    /// `registry` at `/metrics` ([`crate::http`]).
+    pub fn http_listener(mut self, listener: TcpListener, registry: Arc<Registry>) -> Self {
         self.http = Some((listener, registry));
         self
     }
@@ -147,6 +161,7 @@ impl Server {
             cfg,
             metrics,
             health: health_listener,
+            metrics_port,
             http,
         } = self;
         let mut cfg = cfg;
@@ -196,8 +211,12 @@ impl Server {
             let routes = tonic::service::Routes::new(service).prepare();
             edge.serve(l, Port::Grpc { routes, tls: None });
         }
-        if let Some((l, registry)) = http {
+        if let Some((l, registry)) = metrics_port {
             edge.serve(l, Port::Http(crate::metrics::router(registry)));
+        }
+        if let Some((l, registry)) = http {
+            let reads = Reads::new(shared.clone());
+            edge.serve(l, Port::Http(crate::http::router(reads, registry)));
         }
         let driver = tokio::spawn(driver::run(shared.clone()));
         shutdown.await;
