@@ -1,7 +1,7 @@
 //! The edge rules of SPEC §6, caused for real: idle connections never lock
 //! new clients out (the server under a small descriptor limit), idle
 //! connections close and busy ones never do, `grpc-timeout` bounds streams,
-//! non-gRPC requests get 415, and the health and metrics ports have the same
+//! non-gRPC requests get 415, and the health, metrics and HTTP ports have the same
 //! gate as the gRPC port.
 
 mod common;
@@ -185,8 +185,8 @@ async fn a_request_that_is_not_grpc_gets_415() {
 }
 
 #[tokio::test]
-async fn silent_connections_on_the_health_and_metrics_ports_are_closed_and_cannot_lock_members_out()
-{
+async fn silent_connections_on_the_health_metrics_and_http_ports_are_closed_and_cannot_lock_members_out()
+ {
     let cfg = ServerConfig {
         join_timeout: Duration::from_millis(300),
         max_connections: 16,
@@ -195,10 +195,12 @@ async fn silent_connections_on_the_health_and_metrics_ports_are_closed_and_canno
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let health = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let page = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addrs = (
         grpc.local_addr().unwrap(),
         health.local_addr().unwrap(),
         http.local_addr().unwrap(),
+        page.local_addr().unwrap(),
     );
     let mut registry = heartbeat::metrics::registry();
     let metrics = heartbeat::metrics::ServerMetrics::new(&mut registry);
@@ -209,19 +211,20 @@ async fn silent_connections_on_the_health_and_metrics_ports_are_closed_and_canno
             .metrics(metrics)
             .health_listener(health)
             .metrics_listener(http, registry.clone())
+            .http_listener(page, registry.clone())
             .serve(grpc, async {
                 let _ = rx.await;
             }),
     );
-    // Silent connections on both extra ports are closed at the deadline.
-    for addr in [addrs.1, addrs.2] {
+    // Silent connections on every extra port are closed at the deadline.
+    for addr in [addrs.1, addrs.2, addrs.3] {
         let silent = tokio::net::TcpStream::connect(addr).await.unwrap();
         closed_by_server(silent).await;
     }
     // Twice the limit of them cannot keep a member out of the gRPC port.
     let mut silent = Vec::new();
-    for i in 0..32 {
-        let port = if i % 2 == 0 { addrs.1 } else { addrs.2 };
+    for i in 0..33 {
+        let port = [addrs.1, addrs.2, addrs.3][i % 3];
         silent.push(tokio::net::TcpStream::connect(port).await.unwrap());
     }
     let channel = connect_addr(&addrs.0.to_string()).await;

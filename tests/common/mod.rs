@@ -6,6 +6,7 @@ pub mod ads;
 pub mod cluster;
 pub mod etcd;
 pub mod h2conn;
+pub mod http;
 pub mod pki;
 pub mod process;
 pub mod proxy;
@@ -74,15 +75,31 @@ impl TestServer {
         )
     }
 
+    /// A server with the HTTP port of SPEC §9 on another ephemeral port,
+    /// and that port's address.
+    pub async fn with_http(cfg: ServerConfig) -> (Self, SocketAddr) {
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http_addr = http.local_addr().unwrap();
+        let registry = std::sync::Arc::new(heartbeat::metrics::registry());
+        let server = heartbeat::server::Server::new(cfg).http_listener(http, registry);
+        (
+            Self::spawn_server("127.0.0.1:0".parse().unwrap(), server).await,
+            http_addr,
+        )
+    }
+
     async fn spawn(
         addr: SocketAddr,
         cfg: ServerConfig,
         metrics: heartbeat::metrics::ServerMetrics,
     ) -> Self {
+        Self::spawn_server(addr, heartbeat::server::Server::new(cfg).metrics(metrics)).await
+    }
+
+    async fn spawn_server(addr: SocketAddr, server: heartbeat::server::Server) -> Self {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
-        let server = heartbeat::server::Server::new(cfg).metrics(metrics);
         let handle = tokio::spawn(server.serve(listener, async {
             let _ = rx.await;
         }));
