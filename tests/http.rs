@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::http::{Sse, get, read, request};
+use common::http_client::{Sse, get, read, request};
 use common::*;
 use heartbeat::config::ServerConfig;
 use heartbeat::pb::heartbeat::v1::{Join, ListMembersRequest};

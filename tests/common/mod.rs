@@ -6,7 +6,7 @@ pub mod ads;
 pub mod cluster;
 pub mod etcd;
 pub mod h2conn;
-pub mod http;
+pub mod http_client;
 pub mod pki;
 pub mod process;
 pub mod proxy;
