@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of heartbeat on a fresh machine, installing what the tests
-# need first (Python packages into a local venv under target/). CI runs this
+# need first (Python packages into a local venv under target/, etcd and
+# Chromium from Debian's packages). CI runs this
 # exact script through .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +30,11 @@ else
 fi
 cargo test --locked --doc
 
-step "interop: grpcurl, Python and Node clients, manifests, examples"
+step "Chromium for the status page's browser tests (Debian's chromium)"
+HEARTBEAT_CHROMIUM="$(scripts/chromium.sh)"
+export HEARTBEAT_CHROMIUM
+
+step "interop: grpcurl, Python and Node clients, a real browser, manifests, examples"
 venv=target/interop-venv
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
