@@ -12,6 +12,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -59,9 +60,11 @@ def test_server_manifest_matches_the_real_server():
         assert flag in flags_of("serve"), f"{flag} is not a flag of heartbeat serve"
     host, port = flag_value(args, "--listen").rsplit(":", 1)
     assert host == "0.0.0.0", "bound to all interfaces inside the pod"
-    metrics_port = int(flag_value(args, "--metrics-listen").rsplit(":", 1)[1])
+    http_port = int(flag_value(args, "--http-listen").rsplit(":", 1)[1])
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    assert ports == {"grpc": int(port), "metrics": metrics_port}
+    assert ports == {"grpc": int(port), "http": http_port}
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(http_port), "metrics are on the HTTP port"
 
     live, ready = c["livenessProbe"]["grpc"], c["readinessProbe"]["grpc"]
     assert isinstance(live["port"], int) and live["port"] == int(port), "numeric gRPC port"
@@ -73,20 +76,24 @@ def test_server_manifest_matches_the_real_server():
     assert c["resources"]["requests"]["memory"] and c["resources"]["requests"]["cpu"]
 
     svc_ports = {p["name"]: p["targetPort"] for p in service["spec"]["ports"]}
-    assert svc_ports == {"grpc": "grpc", "metrics": "metrics"}
+    assert svc_ports == {"grpc": "grpc", "http": "http"}
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
 
     # The server, run with the manifest's own flags (on loopback), answers
-    # both probe names SERVING and serves metrics.
+    # both probe names SERVING and serves the status page and metrics
+    # (what `kubectl port-forward svc/heartbeat 8080:8080` reaches).
     local = [a.replace("0.0.0.0:", "127.0.0.1:") for a in args[1:]]
     local[local.index("--listen") + 1] = "127.0.0.1:0"
-    local[local.index("--metrics-listen") + 1] = "127.0.0.1:0"
+    local[local.index("--http-listen") + 1] = "127.0.0.1:0"
     local[local.index("--drain") + 1] = "100ms"  # checked above; keep the test quick
     s = Server(*[a for a in local if a != "--log-format" and a != "json"], listen=False)
     try:
         assert check(s.addr, live.get("service", "")) == health_pb2.HealthCheckResponse.SERVING
         assert check(s.addr, ready["service"]) == health_pb2.HealthCheckResponse.SERVING
-        s.wait_log(lambda l: l.get("message") == "metrics listening")
+        http = s.wait_log(lambda l: l.get("message") == "http listening")["addr"]
+        for path, kind in [("/", "text/html"), (annotations["prometheus.io/path"], "application/openmetrics-text")]:
+            with urllib.request.urlopen(f"http://{http}{path}", timeout=WAIT) as r:
+                assert r.status == 200 and r.headers["Content-Type"].startswith(kind), path
     finally:
         s.stop()
 
@@ -207,7 +214,7 @@ def test_cluster_manifests_match_the_real_server(tmp_path):
     try:
         local = [a.replace("0.0.0.0:", "127.0.0.1:") for a in args[1:]]
         local[local.index("--listen") + 1] = "127.0.0.1:0"
-        local[local.index("--metrics-listen") + 1] = "127.0.0.1:0"
+        local[local.index("--http-listen") + 1] = "127.0.0.1:0"
         local[local.index("--drain") + 1] = "100ms"
         local[local.index("--etcd-endpoints") + 1] = f"127.0.0.1:{client}"
         i = local.index("--advertise")
@@ -216,11 +223,31 @@ def test_cluster_manifests_match_the_real_server(tmp_path):
         for _ in range(3):
             replicas.append(Server(*local, listen=False))
         for r in replicas:
+            r.http = r.wait_log(lambda l: l.get("message") == "http listening")["addr"]
             r.wait_log(lambda l: l.get("message") == "registered this replica in etcd")
             deadline = time.monotonic() + 2 * WAIT
             while check(r.addr, ready["service"]) != health_pb2.HealthCheckResponse.SERVING:
                 assert time.monotonic() < deadline, f"{r.addr} never ready"
                 time.sleep(0.05)
+        # Any replica's page shows the whole cluster: a member held by the
+        # first is listed by the last, with the replica that holds it.
+        member = subprocess.Popen(
+            [heartbeat_bin(), "beat", "--server", replicas[0].addr, "--service", "web", "--instance", "web-1"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 2 * WAIT
+            while True:
+                with urllib.request.urlopen(f"http://{replicas[2].http}/api/v1/members", timeout=WAIT) as r:
+                    listed = json.load(r).get("members", [])
+                if listed:
+                    break
+                assert time.monotonic() < deadline, "the member never reached the last replica's API"
+                time.sleep(0.05)
+            assert [(m["instance"], m["state"]) for m in listed] == [("web-1", "MEMBER_STATE_ALIVE")]
+            assert listed[0]["replica"].startswith("heartbeat-"), listed[0]
+        finally:
+            member.terminate()
+            member.wait(timeout=WAIT)
     finally:
         for r in replicas:
             r.stop()
