@@ -41,7 +41,7 @@ pub fn router(reads: Reads, registry: Arc<Registry>) -> Router {
         .route("/api/v1/members", get(api::members))
         .route("/api/v1/events", get(api::events))
         .route_layer(middleware::from_fn_with_state(reads.clone(), read_rule))
-        .with_state(reads)
+        .with_state(api::Api::new(reads))
         .route("/assets/{name}", get(page::asset))
         .route("/metrics", crate::metrics::metrics_route(registry))
         .fallback(not_found)
