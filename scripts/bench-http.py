@@ -21,17 +21,17 @@ Medians over ROUNDS rounds.
 """
 
 import http.client
-import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import grpc
+
+from http_server import serve
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = os.environ.get("HEARTBEAT_BIN", str(ROOT / "target" / "release" / "heartbeat"))
@@ -58,28 +58,11 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def serve():
-    proc = subprocess.Popen(
-        [BIN, "serve", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--log-format", "json"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    addrs = {}
-    for line in proc.stderr:
-        msg = json.loads(line)
-        if msg.get("message") in ("listening", "http listening"):
-            addrs[msg["message"]] = msg["addr"]
-        if len(addrs) == 2:
-            # Keep reading its log (a line per member change), or the
-            # server would block on a full pipe.
-            threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
-            return proc, addrs["listening"], addrs["http listening"]
-    raise SystemExit("the server exited")
-
-
 def main():
     members = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 7
     pb = stubs()
-    server, grpc_addr, http_addr = serve()
+    server, grpc_addr, http_addr = serve(BIN)
     fleet = []
     per = max(1, members // 10)
     for k in range(0, members, per):

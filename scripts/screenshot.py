@@ -12,15 +12,15 @@ HEARTBEAT_BIN picks the binary (default target/debug/heartbeat) and
 HEARTBEAT_CHROMIUM the browser (default /usr/bin/chromium).
 """
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
+
+from http_server import serve
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = os.environ.get("HEARTBEAT_BIN", str(ROOT / "target" / "debug" / "heartbeat"))
@@ -28,27 +28,9 @@ CHROMIUM = os.environ.get("HEARTBEAT_CHROMIUM", "/usr/bin/chromium")
 WAIT_MS = 30_000
 
 
-def serve():
-    proc = subprocess.Popen(
-        [BIN, "serve", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--log-format", "json",
-         "--retention", "5m"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    addrs = {}
-    for line in proc.stderr:
-        msg = json.loads(line)
-        if msg.get("message") in ("listening", "http listening"):
-            addrs[msg["message"]] = msg["addr"]
-        if len(addrs) == 2:
-            # Keep reading its log (a line per member change), or the
-            # server would block on a full pipe.
-            threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
-            return proc, addrs["listening"], addrs["http listening"]
-    raise SystemExit("the server exited before listening")
-
-
 def main():
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "status-page.png"
-    server, grpc_addr, http_addr = serve()
+    server, grpc_addr, http_addr = serve(BIN, "--retention", "5m")
     agents = {}
 
     def agent(service, instance, *extra):
