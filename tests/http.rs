@@ -241,6 +241,9 @@ async fn the_page_and_metrics_are_served_from_the_binary() {
     assert!(!page.body.contains("http://") && !page.body.contains("https://"));
     for (asset, kind) in [
         ("/assets/app.js", "text/javascript"),
+        ("/assets/wire.js", "text/javascript"),
+        ("/assets/filters.js", "text/javascript"),
+        ("/assets/view.js", "text/javascript"),
         ("/assets/style.css", "text/css"),
     ] {
         let reply = get(http, asset, &[]).await;

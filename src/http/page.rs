@@ -1,6 +1,6 @@
 //! The status page's files, compiled into the binary (`include_str!`): one
-//! HTML document, one script, one stylesheet, written by hand with no build
-//! step. The Content-Security-Policy allows nothing but this origin, so the
+//! HTML document, a few ES modules (`app.js` imports the rest), one
+//! stylesheet, written by hand with no build step. The Content-Security-Policy allows nothing but this origin, so the
 //! page can load no script, font or style from anywhere else (and an
 //! injected one would not run).
 
@@ -10,6 +10,9 @@ use axum::response::{IntoResponse, Response};
 
 const INDEX: &str = include_str!("ui/index.html");
 const APP_JS: &str = include_str!("ui/app.js");
+const WIRE_JS: &str = include_str!("ui/wire.js");
+const FILTERS_JS: &str = include_str!("ui/filters.js");
+const VIEW_JS: &str = include_str!("ui/view.js");
 const STYLE_CSS: &str = include_str!("ui/style.css");
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -36,10 +39,17 @@ pub(super) fn unauthorized() -> Response {
 /// `GET /assets/{name}`.
 pub(super) async fn asset(Path(name): Path<String>) -> Response {
     match name.as_str() {
-        "app.js" => file(StatusCode::OK, "text/javascript; charset=utf-8", APP_JS),
+        "app.js" => script(APP_JS),
+        "wire.js" => script(WIRE_JS),
+        "filters.js" => script(FILTERS_JS),
+        "view.js" => script(VIEW_JS),
         "style.css" => file(StatusCode::OK, "text/css; charset=utf-8", STYLE_CSS),
         _ => (StatusCode::NOT_FOUND, "no such asset\n").into_response(),
     }
+}
+
+fn script(body: &'static str) -> Response {
+    file(StatusCode::OK, "text/javascript; charset=utf-8", body)
 }
 
 fn file(status: StatusCode, content_type: &'static str, body: &'static str) -> Response {

@@ -14,6 +14,10 @@
 // a hundred rows, not 10,000 DOM nodes. Nothing here uses innerHTML: every
 // value from the server goes into the page as text.
 
+import { matcher, parseLabels } from "./filters.js";
+import { ago, clock, el, seenCell } from "./view.js";
+import { member, readEvents, short } from "./wire.js";
+
 const PAGE_SIZE = 100;
 const SERVICES_SHOWN = 100;
 const EVENTS_KEPT = 200;
@@ -46,35 +50,8 @@ const page = {
   servicesKey: "",
 };
 
-// ---- the wire: proto3 JSON of heartbeat.v1 messages ------------------------
 
-function short(value, prefix, unset) {
-  if (!value || value.endsWith("_UNSPECIFIED")) return unset;
-  return value.startsWith(prefix) ? value.slice(prefix.length) : value;
-}
 
-function millis(ts) {
-  if (!ts) return null;
-  // RFC 3339 with up to 9 fractional digits; Date takes 3.
-  const t = Date.parse(ts.replace(/(\.\d{3})\d+/, "$1"));
-  return Number.isNaN(t) ? null : t;
-}
-
-function member(m) {
-  return {
-    key: `${m.service}\u0000${m.instance}`,
-    service: m.service,
-    instance: m.instance,
-    state: short(m.state, "MEMBER_STATE_", "UNKNOWN"),
-    // An unset status means SERVING (SPEC §2).
-    status: short(m.status, "MEMBER_STATUS_", "SERVING"),
-    session: m.session || "0",
-    endpoint: m.endpoint || "",
-    replica: m.replica || "",
-    labels: m.labels || {},
-    lastSeen: millis(m.lastSeen),
-  };
-}
 
 function authHeaders(extra) {
   const headers = { ...extra };
@@ -130,37 +107,6 @@ function remember(entry) {
   page.eventsDirty = true;
 }
 
-// Reads a text/event-stream body, calling onData for every event with data.
-// Lines end in LF or CRLF (the server's; a lone CR, which the format also
-// allows, is not looked for). A chunk is scanned once, not sliced per line:
-// a snapshot of 10,000 members is megabytes.
-async function readEvents(body, onData, onActivity) {
-  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
-  let buf = "";
-  let data = [];
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    onActivity();
-    buf += value;
-    let start = 0;
-    for (;;) {
-      const nl = buf.indexOf("\n", start);
-      if (nl < 0) break;
-      const end = nl > start && buf[nl - 1] === "\r" ? nl - 1 : nl;
-      if (end === start) {
-        if (data.length) onData(data.join("\n"));
-        data = [];
-      } else if (buf.startsWith("data:", start)) {
-        data.push(buf.slice(start + (buf[start + 5] === " " ? 6 : 5), end));
-      }
-      // id, retry and comments: the revision is in the data itself, and
-      // the reconnect delay is ours.
-      start = nl + 1;
-    }
-    buf = buf.slice(start);
-  }
-}
 
 function setConn(state, text) {
   const el = $("#conn");
@@ -260,50 +206,8 @@ async function refreshLastSeen() {
 
 // ---- filters ---------------------------------------------------------------
 
-// A label selector as Kubernetes writes them: `k=v`, `k==v`, `k!=v`, `k`
-// (has the label), `!k` (has not), joined by commas; every term must hold.
-function parseLabels(text) {
-  const terms = [];
-  for (const raw of text.split(",")) {
-    const t = raw.trim();
-    if (!t) continue;
-    let m = /^([A-Za-z0-9._/-]+)\s*(==|=|!=)\s*(.*)$/.exec(t);
-    if (m) {
-      terms.push({ key: m[1], op: m[2] === "!=" ? "ne" : "eq", value: m[3].trim() });
-      continue;
-    }
-    m = /^(!?)([A-Za-z0-9._/-]+)$/.exec(t);
-    if (m) {
-      terms.push({ key: m[2], op: m[1] ? "absent" : "present" });
-      continue;
-    }
-    throw new Error(`"${t}" is not k=v, k!=v, k or !k`);
-  }
-  return terms;
-}
 
-function labelsMatch(labels, terms) {
-  for (const t of terms) {
-    const has = Object.prototype.hasOwnProperty.call(labels, t.key);
-    if (t.op === "present" && !has) return false;
-    if (t.op === "absent" && has) return false;
-    if (t.op === "eq" && (!has || labels[t.key] !== t.value)) return false;
-    if (t.op === "ne" && has && labels[t.key] === t.value) return false;
-  }
-  return true;
-}
 
-function matcher() {
-  const { service, state } = page.filters;
-  const q = page.filters.q.trim().toLowerCase();
-  const terms = page.labelTerms;
-  return (m) =>
-    (!service || m.service === service) &&
-    (!state ||
-      (state === "problem" ? m.state !== "ALIVE" || m.status !== "SERVING" : m.state === state)) &&
-    (!terms.length || labelsMatch(m.labels, terms)) &&
-    (!q || m.instance.toLowerCase().includes(q) || m.endpoint.toLowerCase().includes(q));
-}
 
 function readFilters() {
   const form = $("#filters");
@@ -395,16 +299,6 @@ function countServices() {
   return services;
 }
 
-function el(tag, attrs, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (k === "class") node.className = v;
-    else if (k.startsWith("data-")) node.setAttribute(k, v);
-    else node[k] = v;
-  }
-  for (const c of children) node.append(c);
-  return node;
-}
 
 function renderServices(services) {
   const rows = [];
@@ -443,7 +337,7 @@ function renderServiceOptions(services) {
 }
 
 function renderMembers() {
-  const match = matcher();
+  const match = matcher(page.filters, page.labelTerms);
   const view = [];
   let replicas = false;
   for (const key of page.order) {
@@ -492,26 +386,8 @@ function memberRow(m, now) {
   );
 }
 
-function seenCell(at, now) {
-  if (at === null) return "—";
-  const t = el("time", { dateTime: new Date(at).toISOString(), title: new Date(at).toISOString() });
-  t.dataset.at = String(at);
-  t.textContent = ago(now - at);
-  return t;
-}
 
-// 24-hour local time, HH:MM:SS.
-function clock(at) {
-  return new Date(at).toLocaleTimeString("en-GB", { hour12: false });
-}
 
-function ago(ms) {
-  const s = Math.max(0, Math.floor(ms / 1000));
-  if (s < 60) return `${s}s ago`;
-  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s ago`;
-  if (s < 86400) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m ago`;
-  return `${Math.floor(s / 86400)}d ago`;
-}
 
 // Every second: the visible "last seen" cells count up.
 function tick() {
