@@ -55,7 +55,7 @@ pub(crate) fn beat(
     };
     let session = Session {
         identity,
-        drained: Box::pin(shared.drain.clone().cancelled_owned()),
+        drained: Some(Box::pin(shared.drain.clone().cancelled_owned())),
         shared,
         inbound,
         phase,
@@ -71,7 +71,9 @@ struct Session {
     shared: Arc<Shared>,
     inbound: Streaming<BeatRequest>,
     phase: Phase,
-    drained: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// The shutdown, watched until the Join; a joined stream learns it
+    /// from its end signal instead (`Shared::begin_drain`).
+    drained: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
 }
 
 enum Phase {
@@ -113,10 +115,12 @@ impl Session {
         let Phase::AwaitJoin(deadline) = &mut self.phase else {
             return None;
         };
-        let shared = &self.shared;
+        let (shared, Some(drained)) = (&self.shared, &mut self.drained) else {
+            return None;
+        };
         let msg = tokio::select! {
             biased;
-            _ = &mut self.drained => Err(reject(shared, BeatError::Draining)),
+            _ = drained => Err(reject(shared, BeatError::Draining)),
             _ = deadline => Err(reject(shared, BeatError::JoinTimeout(shared.cfg.join_timeout))),
             msg = self.inbound.message() => msg.map_err(|s| decode_error(shared, s)),
         };
@@ -125,6 +129,7 @@ impl Session {
             Ok(Some(req)) => Some(match first(shared, &self.identity, req).await {
                 Ok((joined, welcome)) => {
                     self.phase = Phase::Joined(joined);
+                    self.drained = None;
                     Ok(welcome)
                 }
                 Err(e) => Err(reject(shared, e)),
@@ -145,24 +150,25 @@ impl Session {
         let msg = tokio::select! {
             biased;
             end = &mut m.ended => {
-                if let Ok(StreamEnd::Moved) = end {
-                    let spread = shared.cfg.drain.min(m.timeout / 2);
-                    self.phase = Phase::Ending(BeatError::Moved.into());
-                    let reason = BeatError::Moved.to_string();
-                    return Some(Ok(drain_message(session, spread, reason)));
+                match end {
+                    Ok(StreamEnd::Moved) => {
+                        let spread = shared.cfg.drain.min(m.timeout / 2);
+                        self.phase = Phase::Ending(BeatError::Moved.into());
+                        let reason = BeatError::Moved.to_string();
+                        return Some(Ok(drain_message(session, spread, reason)));
+                    }
+                    Ok(end) => {
+                        let e = BeatError::ended(end, m.timeout);
+                        self.phase = Phase::Done;
+                        return Some(Err(e.into()));
+                    }
+                    // The signal is dropped only by the shutdown.
+                    Err(_) => {
+                        self.phase = Phase::Ending(BeatError::Draining.into());
+                        let reason = "server shutting down".to_owned();
+                        return Some(Ok(drain_message(session, shared.cfg.drain, reason)));
+                    }
                 }
-                let e = match end {
-                    Ok(end) => BeatError::ended(end, m.timeout),
-                    Err(_) => BeatError::Draining,
-                };
-                self.phase = Phase::Done;
-                return Some(Err(e.into()));
-            }
-            _ = &mut self.drained => {
-                unregister(shared, session);
-                self.phase = Phase::Ending(BeatError::Draining.into());
-                let reason = "server shutting down".to_owned();
-                return Some(Ok(drain_message(session, shared.cfg.drain, reason)));
             }
             msg = self.inbound.message() => msg.map_err(|s| decode_error(shared, s)),
         };
@@ -237,6 +243,9 @@ async fn first(
     let joined = match shared.replica.clone() {
         None => shared.with(|i| {
             admit(shared, i, &name, &join, now)?;
+            if shared.drain.is_cancelled() {
+                return Err(BeatError::Draining);
+            }
             let joined = i.core.join(join, now);
             i.streams.insert(joined.id.session, tx);
             Ok::<_, BeatError>(joined)
@@ -263,6 +272,9 @@ async fn first(
                         .filter(|&s| s > session);
                     if let Some(by) = newer {
                         return Err(BeatError::Fenced(Fenced::Superseded { by }));
+                    }
+                    if shared.drain.is_cancelled() {
+                        return Err(BeatError::Draining);
                     }
                     let joined = i.core.join_as(join, session, Instant::now());
                     i.streams.insert(session, tx);

@@ -242,7 +242,7 @@ async fn stop(
     info!("shutting down: health NOT_SERVING, draining streams");
     health.set("", Some(Status::NotServing));
     health.set(HEARTBEAT_SERVICE, Some(Status::NotServing));
-    shared.drain.cancel();
+    shared.begin_drain();
     health.close_watches();
     if tokio::time::timeout(bound, driver).await.is_err() {
         tracing::warn!("the timer driver did not stop in time");

@@ -188,6 +188,16 @@ impl Shared {
         }))
     }
 
+    /// Begins the shutdown: every stream watching `drain` ends itself, and
+    /// every joined Beat stream learns it through its end signal (the
+    /// sender dropped), which it polls anyway: a stream polls no
+    /// cancellation future per ping. A Join checks `drain` under the lock
+    /// this clears the signals under, so none is missed.
+    pub(crate) fn begin_drain(&self) {
+        self.drain.cancel();
+        self.with(|i| i.streams.clear());
+    }
+
     /// Runs `f` on the registry, then delivers what it changed. Delivery
     /// happens under the lock (so every consumer sees revision order); the
     /// log lines for the changes are written after it is released.
