@@ -9,6 +9,8 @@
 //!   closed ◄──────────(no stream left, or CLOSE_GRACE over)────── GOAWAY sent
 //! ```
 
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -16,12 +18,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::{self, HttpServerConnExec};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tokio_rustls::server::TlsStream;
 use tonic::service::Routes;
 use tonic::transport::server::Connected;
 use tracing::debug;
 
+use super::control::{CLOSE, FORCE, SHUTDOWN};
 use super::io::{Consolidated, Replay};
 use super::service::{ConnInfo, EdgeService};
 use super::table::ConnHandle;
@@ -68,8 +71,7 @@ pub(super) async fn run(edge: &Inner, stream: TcpStream, handle: ConnHandle, por
     let deadline = Instant::now() + edge.cfg.handshake_timeout;
     let accepted = tokio::select! {
         result = handshake(stream, port, deadline) => result,
-        () = handle.evicted() => return,
-        () = edge.graceful.cancelled() => return,
+        () = asked(&handle) => return,
     };
     match accepted {
         Err(refused) => {
@@ -86,7 +88,7 @@ pub(super) async fn run(edge: &Inner, stream: TcpStream, handle: ConnHandle, por
                 grpc: None,
             };
             let conn = edge.h1.serve_connection(TokioIo::new(io), service);
-            drive(edge, conn, &handle).await;
+            drive(conn, &handle).await;
         }
     }
 }
@@ -157,64 +159,61 @@ where
         streams: handle.streams(),
         grpc: Some((info, Default::default())),
     };
-    drive(
-        edge,
-        edge.h2.serve_connection(TokioIo::new(io), service),
-        handle,
-    )
-    .await;
+    drive(edge.h2.serve_connection(TokioIo::new(io), service), handle).await;
 }
 
-/// Serves `conn` until it ends; closes it when it has been idle for the
-/// idle timeout, when the table evicts it, or at shutdown.
-async fn drive<C, E>(edge: &Inner, conn: C, handle: &ConnHandle)
+/// Completes when the edge asks anything of the connection (during the
+/// handshake, any request ends it).
+fn asked(handle: &ConnHandle) -> impl std::future::Future<Output = ()> + '_ {
+    std::future::poll_fn(|cx| match handle.control().poll(cx) {
+        0 => Poll::Pending,
+        _ => Poll::Ready(()),
+    })
+}
+
+/// Serves `conn` until it ends, or until the edge asks it to close (idle
+/// for the idle timeout, evicted, shutdown: GOAWAY, then a grace) or to go
+/// at once. Each poll reads the requests with one atomic load ([`control`]).
+///
+/// [`control`]: super::control
+async fn drive<C, E>(conn: C, handle: &ConnHandle)
 where
     C: GracefulConnection<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
-    let idle = edge.cfg.idle_timeout;
     tokio::pin!(conn);
-    let timer = tokio::time::sleep(idle);
-    tokio::pin!(timer);
-    let mut closing = false;
-    loop {
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    debug!(error = %e, "connection ended with an error");
-                }
-                return;
-            }
-            () = &mut timer => {
-                if closing {
-                    return; // its GOAWAY could not be flushed in time
-                }
-                let now = Instant::now();
-                match handle.idle_since() {
-                    Some(since) if now.duration_since(since) >= idle => {
-                        edge.metrics.idle_closed();
-                        conn.as_mut().shut();
-                        closing = true;
-                        timer.as_mut().reset(now + CLOSE_GRACE);
-                    }
-                    Some(since) => timer.as_mut().reset(since + idle),
-                    None => timer.as_mut().reset(now + idle),
-                }
-            }
-            () = handle.evicted(), if !closing => {
-                conn.as_mut().shut();
-                closing = true;
-                timer.as_mut().reset(Instant::now() + CLOSE_GRACE);
-            }
-            () = edge.graceful.cancelled(), if !closing => {
-                // Streams end themselves on shutdown; the edge's grace bounds it.
-                conn.as_mut().shut();
-                closing = true;
-                timer.as_mut().reset(Instant::now() + Duration::from_secs(86_400));
-            }
-            () = edge.force.cancelled() => return,
+    let mut closing: Option<Pin<Box<Sleep>>> = None;
+    std::future::poll_fn(|cx| {
+        let asked = handle.control().poll(cx);
+        if asked & FORCE != 0 {
+            return Poll::Ready(());
         }
-    }
+        if asked & (CLOSE | SHUTDOWN) != 0 && closing.is_none() {
+            conn.as_mut().shut();
+            // Closed to make room or for idling: its GOAWAY gets the close
+            // grace. At shutdown the edge's own grace bounds it (FORCE).
+            let grace = if asked & CLOSE != 0 {
+                CLOSE_GRACE
+            } else {
+                Duration::from_secs(86_400)
+            };
+            closing = Some(Box::pin(tokio::time::sleep(grace)));
+        }
+        if let Some(grace) = closing.as_mut()
+            && grace.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(()); // its GOAWAY could not be flushed in time
+        }
+        match conn.as_mut().poll(cx) {
+            Poll::Ready(Err(e)) => {
+                debug!(error = %e, "connection ended with an error");
+                Poll::Ready(())
+            }
+            Poll::Ready(Ok(())) => Poll::Ready(()),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
 }
 
 /// A hyper connection that can be told to finish (GOAWAY, then close).

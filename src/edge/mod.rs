@@ -20,6 +20,7 @@
 //! waits for every connection forever.
 
 mod conn;
+mod control;
 pub(crate) mod io;
 mod listen;
 mod service;
@@ -35,7 +36,6 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_rustls::rustls;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
@@ -134,12 +134,10 @@ struct Inner {
     metrics: EdgeMetrics,
     h2: auto::Builder<TokioExecutor>,
     h1: auto::Builder<TokioExecutor>,
-    /// Cancelled at shutdown: every connection sends GOAWAY.
-    graceful: CancellationToken,
-    /// Cancelled when the shutdown grace is over: connections are dropped.
-    force: CancellationToken,
     tasks: TaskTracker,
     listeners: Mutex<Vec<JoinHandle<()>>>,
+    /// Closes connections idle for the idle timeout.
+    sweeper: JoinHandle<()>,
 }
 
 impl Edge {
@@ -159,17 +157,18 @@ impl Edge {
         h1.http1()
             .timer(TokioTimer::new())
             .header_read_timeout(cfg.handshake_timeout);
+        let table = ConnTable::new(cfg.max_connections, metrics.clone());
+        let sweeper = tokio::spawn(close_idle(table.clone(), cfg.idle_timeout));
         Self {
             inner: Arc::new(Inner {
-                table: ConnTable::new(cfg.max_connections, metrics.clone()),
+                table,
                 cfg,
                 metrics,
                 h2,
                 h1,
-                graceful: CancellationToken::new(),
-                force: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 listeners: Mutex::new(Vec::new()),
+                sweeper,
             }),
         }
     }
@@ -225,7 +224,7 @@ impl Edge {
     pub(crate) async fn shutdown(&self, grace: Duration) {
         self.stop_accepting();
         let inner = &self.inner;
-        inner.graceful.cancel();
+        inner.table.signal_all(control::SHUTDOWN);
         inner.tasks.close();
         if tokio::time::timeout(grace, inner.tasks.wait())
             .await
@@ -236,7 +235,7 @@ impl Edge {
                 grace = %humantime::format_duration(grace),
                 "connections still open after the grace period; closing them"
             );
-            inner.force.cancel();
+            inner.table.signal_all(control::FORCE);
             // Each task returns at its next poll; this only lets them run.
             let _ = tokio::time::timeout(CLOSE_GRACE, inner.tasks.wait()).await;
         }
@@ -246,5 +245,18 @@ impl Edge {
 impl Drop for Edge {
     fn drop(&mut self) {
         self.stop_accepting();
+        self.inner.sweeper.abort();
+    }
+}
+
+/// Closes the connections of `table` idle for `idle`, each when its time
+/// is up: one task and one timer for every connection of the process.
+async fn close_idle(table: Arc<ConnTable>, idle: Duration) {
+    loop {
+        let now = Instant::now();
+        // With none idle, a connection idle from now is due no sooner than
+        // `now + idle`: nothing can be missed by sleeping that long.
+        let next = table.close_idle(now, idle).unwrap_or(now + idle);
+        tokio::time::sleep_until(next).await;
     }
 }

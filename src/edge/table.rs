@@ -12,16 +12,20 @@
 //! Stream counts are one atomic per connection; only the moves between 0 and
 //! 1 streams take the table's lock, and they re-read the count under it, so
 //! two racing moves always leave the idle order matching the final count.
+//!
+//! The same order gives the idle timeout: the connection idle the longest
+//! is the first whose time can be up, so one task ([`ConnTable::close_idle`])
+//! closes them all, instead of a timer in every connection's task.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tracing::warn;
 
+use super::control::{CLOSE, Control};
 use crate::metrics::EdgeMetrics;
 
 /// Connections being closed to make room may exceed the limit by at most
@@ -47,6 +51,12 @@ struct Inner {
     /// Idle connections by the order they became idle.
     idle: BTreeMap<u64, Arc<Entry>>,
     next_seq: u64,
+    /// Every open connection, to signal them all (shutdown).
+    all: HashMap<u64, Arc<Entry>>,
+    next_id: u64,
+    /// Signalled to every connection so far: a connection admitted later
+    /// gets them too.
+    signalled: u8,
     /// Evictions not yet logged, and when the last line was written.
     unlogged: u64,
     logged_at: Option<Instant>,
@@ -54,10 +64,11 @@ struct Inner {
 
 #[derive(Debug)]
 struct Entry {
+    id: u64,
     streams: AtomicU32,
     slot: Mutex<Slot>,
-    /// Cancelled when the table closes the connection to make room.
-    evict: CancellationToken,
+    /// What the edge asks of the connection.
+    control: Control,
 }
 
 #[derive(Debug)]
@@ -66,7 +77,7 @@ struct Slot {
     idle_seq: Option<u64>,
     /// When it last became idle.
     idle_since: Instant,
-    /// Chosen for eviction: never idle again.
+    /// Being closed (evicted, or idle too long): never idle again.
     evicted: bool,
 }
 
@@ -84,6 +95,9 @@ impl ConnTable {
                 open: 0,
                 idle: BTreeMap::new(),
                 next_seq: 0,
+                all: HashMap::new(),
+                next_id: 0,
+                signalled: 0,
                 unlogged: 0,
                 logged_at: None,
             }),
@@ -112,23 +126,30 @@ impl ConnTable {
                 slot.idle_seq = None;
                 slot.evicted = true;
             }
-            victim.evict.cancel();
+            victim.control.signal(CLOSE);
             self.metrics.evicted();
             self.log_eviction(&mut inner, now);
         }
         inner.open += 1;
         let seq = inner.next_seq;
         inner.next_seq += 1;
+        let id = inner.next_id;
+        inner.next_id += 1;
         let entry = Arc::new(Entry {
+            id,
             streams: AtomicU32::new(0),
             slot: Mutex::new(Slot {
                 idle_seq: Some(seq),
                 idle_since: now,
                 evicted: false,
             }),
-            evict: CancellationToken::new(),
+            control: Control::default(),
         });
+        if inner.signalled != 0 {
+            entry.control.signal(inner.signalled);
+        }
         inner.idle.insert(seq, entry.clone());
+        inner.all.insert(id, entry.clone());
         drop(inner);
         self.metrics.opened();
         Some(ConnHandle {
@@ -153,6 +174,35 @@ impl ConnTable {
             inner.unlogged = 0;
             inner.logged_at = Some(now);
         }
+    }
+
+    /// Signals `flag` to every connection, and to every one admitted later.
+    pub(crate) fn signal_all(&self, flag: u8) {
+        let mut inner = lock(&self.inner);
+        inner.signalled |= flag;
+        for entry in inner.all.values() {
+            entry.control.signal(flag);
+        }
+    }
+
+    /// Closes every connection idle for `idle` or longer at `now`; returns
+    /// when the next one's time is up, if any is idle.
+    pub(crate) fn close_idle(&self, now: Instant, idle: Duration) -> Option<Instant> {
+        let mut inner = lock(&self.inner);
+        while let Some(entry) = inner.idle.first_entry() {
+            let mut slot = lock(&entry.get().slot);
+            let due = slot.idle_since + idle;
+            if due > now {
+                return Some(due);
+            }
+            slot.idle_seq = None;
+            slot.evicted = true;
+            drop(slot);
+            let entry = entry.remove();
+            entry.control.signal(CLOSE);
+            self.metrics.idle_closed();
+        }
+        None
     }
 
     /// Puts `entry` where its stream count says: in the idle order or not.
@@ -200,6 +250,7 @@ impl Drop for ConnHandle {
         if let Some(seq) = lock(&entry.slot).idle_seq.take() {
             inner.idle.remove(&seq);
         }
+        inner.all.remove(&entry.id);
         inner.open -= 1;
         drop(inner);
         table.metrics.closed();
@@ -212,13 +263,14 @@ impl ConnHandle {
         self.streams.clone()
     }
 
-    /// Completes when the table closes this connection to make room.
-    pub(crate) fn evicted(&self) -> WaitForCancellationFuture<'_> {
-        self.streams.entry.evict.cancelled()
+    /// What the edge asks of this connection.
+    pub(crate) fn control(&self) -> &Control {
+        &self.streams.entry.control
     }
 
     /// Since when the connection has had no open stream (`None`: it has one,
-    /// or it is being evicted).
+    /// or it is being closed).
+    #[cfg(test)]
     pub(crate) fn idle_since(&self) -> Option<Instant> {
         let slot = lock(&self.streams.entry.slot);
         slot.idle_seq.map(|_| slot.idle_since)
@@ -284,9 +336,9 @@ mod tests {
         let _stream = a.stream();
         let d = t.admit(now).expect("admitted by evicting one");
         assert!(b.idle_since().is_none(), "b was chosen");
-        assert!(futures_util::FutureExt::now_or_never(b.evicted()).is_some());
-        assert!(futures_util::FutureExt::now_or_never(a.evicted()).is_none());
-        assert!(futures_util::FutureExt::now_or_never(c.evicted()).is_none());
+        assert_eq!(b.control().get(), CLOSE);
+        assert_eq!(a.control().get(), 0);
+        assert_eq!(c.control().get(), 0);
         assert_eq!(t.open(), 4, "b counts until it has closed");
         drop(b);
         assert_eq!(t.open(), 3);
@@ -302,7 +354,7 @@ mod tests {
         let b = t.admit(now).unwrap();
         let (_sa, _sb) = (a.stream(), b.stream());
         assert!(t.admit(now).is_none(), "refused: nobody is idle");
-        assert!(futures_util::FutureExt::now_or_never(a.evicted()).is_none());
+        assert_eq!(a.control().get(), 0);
     }
 
     #[tokio::test]
@@ -317,6 +369,42 @@ mod tests {
         assert!(a.idle_since().is_none(), "one stream still open");
         drop(s2);
         assert!(a.idle_since().is_some());
+    }
+
+    #[tokio::test]
+    async fn connections_idle_for_the_timeout_are_closed_oldest_first() {
+        let t = table(8);
+        let idle = Duration::from_secs(60);
+        let start = Instant::now();
+        let a = t.admit(start).unwrap();
+        let b = t.admit(start + Duration::from_secs(10)).unwrap();
+        let busy = t.admit(start).unwrap();
+        let _stream = busy.stream();
+        // Nothing is due yet: the next is a's, 60 s after it was accepted.
+        assert_eq!(t.close_idle(start, idle), Some(start + idle));
+        assert_eq!(a.control().get(), 0);
+        // At 65 s: a goes, b is due at 70 s; the busy one is never due.
+        let at = start + Duration::from_secs(65);
+        assert_eq!(
+            t.close_idle(at, idle),
+            Some(start + Duration::from_secs(70))
+        );
+        assert_eq!((a.control().get(), b.control().get()), (CLOSE, 0));
+        assert_eq!(t.close_idle(start + Duration::from_secs(70), idle), None);
+        assert_eq!(b.control().get(), CLOSE);
+        assert_eq!(busy.control().get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_shutdown_reaches_every_connection_and_later_ones() {
+        use super::super::control::SHUTDOWN;
+        let t = table(8);
+        let a = t.admit(Instant::now()).unwrap();
+        let _busy = a.stream();
+        t.signal_all(SHUTDOWN);
+        assert_eq!(a.control().get(), SHUTDOWN);
+        let later = t.admit(Instant::now()).unwrap();
+        assert_eq!(later.control().get(), SHUTDOWN);
     }
 
     #[tokio::test]
