@@ -42,9 +42,11 @@ pub struct ServerConfig {
     pub max_watches_per_connection: usize,
     /// HTTP/2 streams per connection (a member needs one).
     pub max_concurrent_streams: u32,
-    /// HTTP/2 PING interval on idle connections, to drop dead peers.
+    /// A connection quiet this long is probed by the kernel (TCP
+    /// keepalive), to drop dead peers.
     pub keepalive_interval: Duration,
-    /// How long an HTTP/2 PING may go unanswered.
+    /// How long probes, or data sent, may go unacknowledged before the
+    /// kernel drops the connection.
     pub keepalive_timeout: Duration,
     /// Mass-failure protection (`None` = off).
     pub mass_failure: Option<MassFailure>,
