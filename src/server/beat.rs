@@ -12,8 +12,10 @@
 //!     └─ join timeout / not a Join / invalid ─► DEADLINE_EXCEEDED / INVALID_ARGUMENT
 //! ```
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::Stream;
@@ -25,13 +27,13 @@ use tracing::debug;
 
 use super::convert::duration;
 use super::error::BeatError;
-use super::state::{Inner, Shared};
+use super::state::Shared;
 use crate::authz::Identity;
-use crate::liveness::timing::{MAX_PINGS_PER_WINDOW, PingWindow, rate_window};
-use crate::liveness::{Fenced, JoinRequest, MemberId, StreamEnd};
+use crate::liveness::timing::{MAX_PINGS_PER_WINDOW, PingWindow};
+use crate::liveness::{MemberId, StreamEnd};
 use crate::metrics::Rejection;
 use crate::pb::heartbeat::v1::{
-    BeatRequest, BeatResponse, Drain, Pong, Welcome, beat_request, beat_response,
+    BeatRequest, BeatResponse, Drain, Pong, beat_request, beat_response,
 };
 use crate::validate;
 
@@ -53,19 +55,20 @@ pub(crate) fn beat(
             started + shared.cfg.join_timeout,
         )))
     };
-    let session = Session {
+    Box::pin(Session {
         identity,
         drained: Some(Box::pin(shared.drain.clone().cancelled_owned())),
         shared,
         inbound,
         phase,
-    };
-    Box::pin(futures_util::stream::unfold(session, |mut s| async move {
-        let item = s.next().await?;
-        Some((item, s))
-    }))
+    })
 }
 
+/// One stream's state, polled by tonic as the response stream. Written by
+/// hand, not as an `async` block: every member holds one for as long as it
+/// is joined, and the compiler's state machine for the whole life (the Join
+/// path with its etcd write included) was about 1.1 KB; this is the
+/// joined state alone, the Join path boxed while it runs.
 struct Session {
     identity: Identity,
     shared: Arc<Shared>,
@@ -76,234 +79,174 @@ struct Session {
     drained: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
 }
 
+/// The Join on its way into the table ([`super::join::first`]).
+type Joining = Pin<Box<dyn Future<Output = Result<(Box<Joined>, BeatResponse), BeatError>> + Send>>;
+
 enum Phase {
     AwaitJoin(Pin<Box<Sleep>>),
+    Joining(Joining),
     Joined(Box<Joined>),
     /// Send this status next, then end.
     Ending(GrpcStatus),
     Done,
 }
 
-struct Joined {
-    id: MemberId,
-    timeout: Duration,
-    window: Duration,
-    last_seq: Option<u64>,
-    pings: PingWindow,
-    ended: oneshot::Receiver<StreamEnd>,
+pub(super) struct Joined {
+    pub(super) id: MemberId,
+    pub(super) timeout: Duration,
+    pub(super) window: Duration,
+    pub(super) last_seq: Option<u64>,
+    pub(super) pings: PingWindow,
+    pub(super) ended: oneshot::Receiver<StreamEnd>,
 }
 
 type Item = Result<BeatResponse, GrpcStatus>;
 
+impl Stream for Session {
+    type Item = Item;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Item>> {
+        let this = self.get_mut();
+        loop {
+            let step = match &mut this.phase {
+                Phase::Done => return Poll::Ready(None),
+                Phase::Ending(_) => match std::mem::replace(&mut this.phase, Phase::Done) {
+                    Phase::Ending(status) => return Poll::Ready(Some(Err(status))),
+                    _ => return Poll::Ready(None),
+                },
+                Phase::AwaitJoin(_) => this.poll_join(cx),
+                Phase::Joining(_) => this.poll_joining(cx),
+                Phase::Joined(_) => this.poll_joined(cx),
+            };
+            match step {
+                Step::Yield(item) => return Poll::Ready(item),
+                Step::Pending => return Poll::Pending,
+                Step::Again => continue,
+            }
+        }
+    }
+}
+
+/// What a phase's poll came to.
+enum Step {
+    Yield(Option<Item>),
+    Pending,
+    /// The phase changed: poll the new one.
+    Again,
+}
+
 impl Session {
-    /// The next response of the stream, `None` at its end.
-    async fn next(&mut self) -> Option<Item> {
-        match &mut self.phase {
-            Phase::Done => None,
-            Phase::Ending(_) => match std::mem::replace(&mut self.phase, Phase::Done) {
-                Phase::Ending(status) => Some(Err(status)),
-                _ => None,
-            },
-            Phase::AwaitJoin(_) => self.await_join().await,
-            Phase::Joined(_) => self.joined().await,
+    /// Waits for the Join (bounded by the join timeout, cut short by a
+    /// shutdown).
+    fn poll_join(&mut self, cx: &mut Context<'_>) -> Step {
+        let Phase::AwaitJoin(deadline) = &mut self.phase else {
+            return Step::Again;
+        };
+        let shared = &self.shared;
+        let early = if self
+            .drained
+            .as_mut()
+            .is_some_and(|d| d.as_mut().poll(cx).is_ready())
+        {
+            Some(BeatError::Draining)
+        } else if deadline.as_mut().poll(cx).is_ready() {
+            Some(BeatError::JoinTimeout(shared.cfg.join_timeout))
+        } else {
+            None
+        };
+        if let Some(e) = early {
+            self.phase = Phase::Done;
+            return Step::Yield(Some(Err(reject(shared, e))));
+        }
+        match Pin::new(&mut self.inbound).poll_next(cx) {
+            Poll::Pending => Step::Pending,
+            Poll::Ready(None) => {
+                self.phase = Phase::Done;
+                Step::Yield(None)
+            }
+            Poll::Ready(Some(Err(status))) => {
+                self.phase = Phase::Done;
+                Step::Yield(Some(Err(decode_error(shared, status))))
+            }
+            Poll::Ready(Some(Ok(req))) => {
+                let identity = std::mem::take(&mut self.identity);
+                let join = super::join::first(shared.clone(), identity, req);
+                self.phase = Phase::Joining(Box::pin(join));
+                Step::Again
+            }
         }
     }
 
-    /// Waits for the Join (bounded by the join timeout, cut short by a
-    /// shutdown); answers Welcome or the refusal.
-    async fn await_join(&mut self) -> Option<Item> {
-        let Phase::AwaitJoin(deadline) = &mut self.phase else {
-            return None;
+    /// The Join's way into the table; Welcome or the refusal.
+    fn poll_joining(&mut self, cx: &mut Context<'_>) -> Step {
+        let Phase::Joining(join) = &mut self.phase else {
+            return Step::Again;
         };
-        let (shared, Some(drained)) = (&self.shared, &mut self.drained) else {
-            return None;
+        let Poll::Ready(joined) = join.as_mut().poll(cx) else {
+            return Step::Pending;
         };
-        let msg = tokio::select! {
-            biased;
-            _ = drained => Err(reject(shared, BeatError::Draining)),
-            _ = deadline => Err(reject(shared, BeatError::JoinTimeout(shared.cfg.join_timeout))),
-            msg = self.inbound.message() => msg.map_err(|s| decode_error(shared, s)),
-        };
-        self.phase = Phase::Done;
-        match msg {
-            Ok(Some(req)) => Some(match first(shared, &self.identity, req).await {
-                Ok((joined, welcome)) => {
-                    self.phase = Phase::Joined(joined);
-                    self.drained = None;
-                    Ok(welcome)
-                }
-                Err(e) => Err(reject(shared, e)),
-            }),
-            Ok(None) => None,
-            Err(status) => Some(Err(status)),
+        match joined {
+            Ok((joined, welcome)) => {
+                self.phase = Phase::Joined(joined);
+                self.drained = None;
+                Step::Yield(Some(Ok(welcome)))
+            }
+            Err(e) => {
+                self.phase = Phase::Done;
+                Step::Yield(Some(Err(reject(&self.shared, e))))
+            }
         }
     }
 
     /// One step of a joined member: the registry ending it (DEAD,
-    /// superseded), a shutdown (Drain), or the member's next message.
-    async fn joined(&mut self) -> Option<Item> {
+    /// superseded, moved), the shutdown (its end signal dropped: Drain),
+    /// or the member's next message.
+    fn poll_joined(&mut self, cx: &mut Context<'_>) -> Step {
         let Phase::Joined(m) = &mut self.phase else {
-            return None;
+            return Step::Again;
         };
         let shared = &self.shared;
         let session = m.id.session;
-        let msg = tokio::select! {
-            biased;
-            end = &mut m.ended => {
-                match end {
-                    Ok(StreamEnd::Moved) => {
-                        let spread = shared.cfg.drain.min(m.timeout / 2);
-                        self.phase = Phase::Ending(BeatError::Moved.into());
-                        let reason = BeatError::Moved.to_string();
-                        return Some(Ok(drain_message(session, spread, reason)));
-                    }
-                    Ok(end) => {
-                        let e = BeatError::ended(end, m.timeout);
-                        self.phase = Phase::Done;
-                        return Some(Err(e.into()));
-                    }
-                    // The signal is dropped only by the shutdown.
-                    Err(_) => {
-                        self.phase = Phase::Ending(BeatError::Draining.into());
-                        let reason = "server shutting down".to_owned();
-                        return Some(Ok(drain_message(session, shared.cfg.drain, reason)));
-                    }
+        if let Poll::Ready(end) = Pin::new(&mut m.ended).poll(cx) {
+            let (reason, spread) = match end {
+                Ok(StreamEnd::Moved) => (BeatError::Moved, shared.cfg.drain.min(m.timeout / 2)),
+                Ok(end) => {
+                    let e = BeatError::ended(end, m.timeout);
+                    self.phase = Phase::Done;
+                    return Step::Yield(Some(Err(e.into())));
                 }
-            }
-            msg = self.inbound.message() => msg.map_err(|s| decode_error(shared, s)),
-        };
-        let result = match msg {
-            Ok(Some(req)) => on_message(shared, m, req),
+                // The signal is dropped only by the shutdown.
+                Err(_) => (BeatError::Draining, shared.cfg.drain),
+            };
+            let text = match &reason {
+                BeatError::Draining => "server shutting down".to_owned(),
+                other => other.to_string(),
+            };
+            self.phase = Phase::Ending(reason.into());
+            return Step::Yield(Some(Ok(drain_message(session, spread, text))));
+        }
+        let result = match Pin::new(&mut self.inbound).poll_next(cx) {
+            Poll::Pending => return Step::Pending,
+            Poll::Ready(Some(Ok(req))) => on_message(shared, m, req),
             // Half-close or a broken stream without Leave: the member's
             // deadline decides (rule 7).
-            Ok(None) => {
+            Poll::Ready(None) => {
                 debug!(session, "beat stream closed without leave");
                 Ok(None)
             }
-            Err(status) => {
+            Poll::Ready(Some(Err(status))) => {
+                let status = decode_error(shared, status);
                 debug!(session, %status, "beat stream broke");
                 Err(status)
             }
         };
         if let Ok(Some(resp)) = result {
-            return Some(Ok(resp));
+            return Step::Yield(Some(Ok(resp)));
         }
         unregister(shared, session);
         self.phase = Phase::Done;
-        result.err().map(Err)
+        Step::Yield(result.err().map(Err))
     }
-}
-
-/// The server-wide limits a Join must pass: join rate, member limit (of
-/// the table served: the cluster's in cluster mode), ping budget.
-fn admit(
-    shared: &Shared,
-    i: &mut Inner,
-    name: &str,
-    join: &JoinRequest,
-    now: Instant,
-) -> Result<(), BeatError> {
-    let (max_members, max_rate) = (shared.cfg.max_members, shared.cfg.max_join_rate);
-    if !i.joins.admit(now) {
-        return Err(BeatError::JoinRate(max_rate));
-    }
-    if i.table().len() >= max_members && i.table().get(name).is_none() {
-        return Err(BeatError::MemberLimit(max_members));
-    }
-    if !i.core.admits(name, join) {
-        let max_pings = shared.cfg.max_ping_rate;
-        return Err(BeatError::PingBudget(max_pings.unwrap_or(u32::MAX)));
-    }
-    Ok(())
-}
-
-async fn first(
-    shared: &Arc<Shared>,
-    identity: &Identity,
-    req: BeatRequest,
-) -> Result<(Box<Joined>, BeatResponse), BeatError> {
-    let join = match req.kind {
-        Some(beat_request::Kind::Join(join)) => join,
-        Some(beat_request::Kind::Ping(_)) => return Err(BeatError::NotJoin("ping")),
-        Some(beat_request::Kind::Leave(_)) => return Err(BeatError::NotJoin("leave")),
-        None => return Err(BeatError::Empty),
-    };
-    let join = validate::join(join)?;
-    if let Some(authz) = &shared.cfg.authz
-        && !authz.may_join(identity, &join.service)
-    {
-        return Err(BeatError::PermissionDenied {
-            identity: identity.describe(),
-            service: join.service,
-        });
-    }
-    let now = Instant::now();
-    let (tx, ended) = oneshot::channel();
-    let name = format!("{}/{}", join.service, join.instance);
-    let joined = match shared.replica.clone() {
-        None => shared.with(|i| {
-            admit(shared, i, &name, &join, now)?;
-            if shared.drain.is_cancelled() {
-                return Err(BeatError::Draining);
-            }
-            let joined = i.core.join(join, now);
-            i.streams.insert(joined.id.session, tx);
-            Ok::<_, BeatError>(joined)
-        })?,
-        Some(replica) => {
-            shared.with(|i| admit(shared, i, &name, &join, now))?;
-            // In a task of its own: a Join written to etcd reaches the core
-            // even if this stream is dropped meanwhile. One not written yet
-            // when the stream goes is not written at all (the guard).
-            let asked = tokio_util::sync::CancellationToken::new();
-            let _gone = asked.clone().drop_guard();
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                let session =
-                    super::replica::commit_join(shared.clone(), replica, join.clone(), now, asked)
-                        .await?;
-                shared.with(|i| {
-                    let newer = i
-                        .cluster
-                        .as_ref()
-                        .and_then(|c| c.records.as_ref())
-                        .and_then(|rs| rs.members.get(name.as_str()))
-                        .map(|rec| rec.session)
-                        .filter(|&s| s > session);
-                    if let Some(by) = newer {
-                        return Err(BeatError::Fenced(Fenced::Superseded { by }));
-                    }
-                    if shared.drain.is_cancelled() {
-                        return Err(BeatError::Draining);
-                    }
-                    let joined = i.core.join_as(join, session, Instant::now());
-                    i.streams.insert(session, tx);
-                    Ok(joined)
-                })
-            })
-            .await
-            .map_err(|_| BeatError::Draining)??
-        }
-    };
-    let state = Box::new(Joined {
-        id: joined.id,
-        timeout: joined.timeout,
-        // The negotiated interval, never the stretched one: the budget may
-        // give the member back its faster interval later.
-        window: rate_window(joined.base_interval),
-        last_seq: None,
-        pings: PingWindow::new(now),
-        ended,
-    });
-    let welcome = BeatResponse {
-        kind: Some(beat_response::Kind::Welcome(Welcome {
-            server_id: shared.server_id.clone(),
-            session: joined.id.session,
-            interval: Some(duration(joined.interval)),
-            timeout: Some(duration(joined.timeout)),
-        })),
-    };
-    Ok((state, welcome))
 }
 
 /// Handles one message after Join; `Ok(None)` ends the stream with OK.

@@ -28,6 +28,7 @@ mod beat;
 mod convert;
 mod driver;
 mod error;
+mod join;
 mod members;
 mod persist;
 mod reads;
