@@ -8,6 +8,7 @@
 mod budget;
 mod deadlines;
 mod member;
+mod ping_window;
 mod registry;
 pub mod timing;
 

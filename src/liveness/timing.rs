@@ -97,49 +97,7 @@ pub fn rate_window(interval: Duration) -> Duration {
     interval.saturating_mul(RATE_WINDOW_INTERVALS)
 }
 
-/// Exact sliding-window limiter for rule 3 of SPEC §2: remembers the times of
-/// the last [`MAX_PINGS_PER_WINDOW`] pings, as milliseconds since the stream
-/// started in a fixed array (no allocation, 200 bytes). A ping is refused
-/// when the oldest remembered one is still inside the window.
-///
-/// Milliseconds in a `u32` wrap after 49 days; a live member pings at least
-/// once per timeout (≤ 10 min), so the oldest remembered ping is never that old.
-#[derive(Debug, Clone)]
-pub struct PingWindow {
-    base: Instant,
-    times: [u32; MAX_PINGS_PER_WINDOW],
-    len: usize,
-    next: usize,
-}
-
-impl PingWindow {
-    /// A window for a stream that started at `base`.
-    pub fn new(base: Instant) -> Self {
-        Self {
-            base,
-            times: [0; MAX_PINGS_PER_WINDOW],
-            len: 0,
-            next: 0,
-        }
-    }
-
-    /// Records a ping at `now` if it is within the limit for `window`;
-    /// returns false (and records nothing) when it is one too many.
-    pub fn admit(&mut self, now: Instant, window: Duration) -> bool {
-        let now_ms = now.saturating_duration_since(self.base).as_millis() as u32;
-        if self.len == MAX_PINGS_PER_WINDOW {
-            let oldest = self.times[self.next];
-            if u128::from(now_ms.wrapping_sub(oldest)) < window.as_millis() {
-                return false;
-            }
-        } else {
-            self.len += 1;
-        }
-        self.times[self.next] = now_ms;
-        self.next = (self.next + 1) % MAX_PINGS_PER_WINDOW;
-        true
-    }
-}
+pub use super::ping_window::PingWindow;
 
 /// A token bucket: `rate` admissions per second on average, bursts of up
 /// to `burst`. Used for the server-wide join rate.
@@ -266,32 +224,5 @@ mod tests {
             assert_eq!(rate_window(ms(i)), ms(w));
         }
         assert_eq!(MAX_PINGS_PER_WINDOW, 50);
-    }
-
-    #[test]
-    fn ping_window_allows_fifty_then_refuses_the_fifty_first() {
-        let t0 = Instant::now();
-        let mut w = PingWindow::new(t0);
-        let window = rate_window(ms(1_000));
-        for i in 0..50 {
-            assert!(w.admit(t0 + ms(i), window), "ping {i}");
-        }
-        assert!(!w.admit(t0 + ms(50), window));
-        // A refused ping is not recorded: once the oldest leaves the window,
-        // one more ping fits.
-        assert!(!w.admit(t0 + ms(9_999), window));
-        assert!(w.admit(t0 + ms(10_000), window));
-        assert!(!w.admit(t0 + ms(10_000), window));
-    }
-
-    #[test]
-    fn ping_window_steady_rate_is_never_refused() {
-        let t0 = Instant::now();
-        let mut w = PingWindow::new(t0);
-        let window = rate_window(ms(100));
-        // Five pings per interval forever: exactly at the limit.
-        for i in 0..10_000u64 {
-            assert!(w.admit(t0 + ms(i * 20), window), "ping {i}");
-        }
     }
 }

@@ -51,13 +51,13 @@ pub(crate) fn beat(
     let phase = if shared.drain.is_cancelled() {
         Phase::Ending(reject(&shared, BeatError::Draining))
     } else {
-        Phase::AwaitJoin(Box::pin(tokio::time::sleep_until(
-            started + shared.cfg.join_timeout,
-        )))
+        Phase::AwaitJoin(AwaitJoin {
+            deadline: Box::pin(tokio::time::sleep_until(started + shared.cfg.join_timeout)),
+            drained: Box::pin(shared.drain.clone().cancelled_owned()),
+            identity,
+        })
     };
     Box::pin(Session {
-        identity,
-        drained: Some(Box::pin(shared.drain.clone().cancelled_owned())),
         shared,
         inbound,
         phase,
@@ -68,24 +68,30 @@ pub(crate) fn beat(
 /// hand, not as an `async` block: every member holds one for as long as it
 /// is joined, and the compiler's state machine for the whole life (the Join
 /// path with its etcd write included) was about 1.1 KB; this is the
-/// joined state alone, the Join path boxed while it runs.
+/// joined state alone (about 440 bytes, tonic's decoder included), what
+/// only the Join needs living in its phase or boxed while it runs.
 struct Session {
-    identity: Identity,
     shared: Arc<Shared>,
     inbound: Streaming<BeatRequest>,
     phase: Phase,
+}
+
+/// Waiting for the Join.
+struct AwaitJoin {
+    deadline: Pin<Box<Sleep>>,
     /// The shutdown, watched until the Join; a joined stream learns it
     /// from its end signal instead (`Shared::begin_drain`).
-    drained: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    drained: Pin<Box<WaitForCancellationFutureOwned>>,
+    identity: Identity,
 }
 
 /// The Join on its way into the table ([`super::join::first`]).
-type Joining = Pin<Box<dyn Future<Output = Result<(Box<Joined>, BeatResponse), BeatError>> + Send>>;
+type Joining = Pin<Box<dyn Future<Output = Result<(Joined, BeatResponse), BeatError>> + Send>>;
 
 enum Phase {
-    AwaitJoin(Pin<Box<Sleep>>),
+    AwaitJoin(AwaitJoin),
     Joining(Joining),
-    Joined(Box<Joined>),
+    Joined(Joined),
     /// Send this status next, then end.
     Ending(GrpcStatus),
     Done,
@@ -94,7 +100,6 @@ enum Phase {
 pub(super) struct Joined {
     pub(super) id: MemberId,
     pub(super) timeout: Duration,
-    pub(super) window: Duration,
     pub(super) last_seq: Option<u64>,
     pub(super) pings: PingWindow,
     pub(super) ended: oneshot::Receiver<StreamEnd>,
@@ -139,17 +144,13 @@ impl Session {
     /// Waits for the Join (bounded by the join timeout, cut short by a
     /// shutdown).
     fn poll_join(&mut self, cx: &mut Context<'_>) -> Step {
-        let Phase::AwaitJoin(deadline) = &mut self.phase else {
+        let Phase::AwaitJoin(wait) = &mut self.phase else {
             return Step::Again;
         };
         let shared = &self.shared;
-        let early = if self
-            .drained
-            .as_mut()
-            .is_some_and(|d| d.as_mut().poll(cx).is_ready())
-        {
+        let early = if wait.drained.as_mut().poll(cx).is_ready() {
             Some(BeatError::Draining)
-        } else if deadline.as_mut().poll(cx).is_ready() {
+        } else if wait.deadline.as_mut().poll(cx).is_ready() {
             Some(BeatError::JoinTimeout(shared.cfg.join_timeout))
         } else {
             None
@@ -169,7 +170,7 @@ impl Session {
                 Step::Yield(Some(Err(decode_error(shared, status))))
             }
             Poll::Ready(Some(Ok(req))) => {
-                let identity = std::mem::take(&mut self.identity);
+                let identity = std::mem::take(&mut wait.identity);
                 let join = super::join::first(shared.clone(), identity, req);
                 self.phase = Phase::Joining(Box::pin(join));
                 Step::Again
@@ -188,7 +189,6 @@ impl Session {
         match joined {
             Ok((joined, welcome)) => {
                 self.phase = Phase::Joined(joined);
-                self.drained = None;
                 Step::Yield(Some(Ok(welcome)))
             }
             Err(e) => {
@@ -269,12 +269,12 @@ fn on_message(
             }
             let status = validate::member_status("ping.status", ping.status)
                 .map_err(|e| reject(shared, e.into()))?;
-            if !m.pings.admit(now, m.window) {
+            if !m.pings.admit(now) {
                 return Err(reject(
                     shared,
                     BeatError::Flood {
                         limit: MAX_PINGS_PER_WINDOW,
-                        window: m.window,
+                        window: m.pings.window(),
                     },
                 ));
             }

@@ -48,7 +48,7 @@ pub(super) async fn first(
     shared: Arc<Shared>,
     identity: Identity,
     req: BeatRequest,
-) -> Result<(Box<Joined>, BeatResponse), BeatError> {
+) -> Result<(Joined, BeatResponse), BeatError> {
     let shared = &shared;
     let join = match req.kind {
         Some(beat_request::Kind::Join(join)) => join,
@@ -113,16 +113,15 @@ pub(super) async fn first(
             .map_err(|_| BeatError::Draining)??
         }
     };
-    let state = Box::new(Joined {
+    let state = Joined {
         id: joined.id,
         timeout: joined.timeout,
+        last_seq: None,
         // The negotiated interval, never the stretched one: the budget may
         // give the member back its faster interval later.
-        window: rate_window(joined.base_interval),
-        last_seq: None,
-        pings: PingWindow::new(now),
+        pings: PingWindow::new(now, rate_window(joined.base_interval)),
         ended,
-    });
+    };
     let welcome = BeatResponse {
         kind: Some(beat_response::Kind::Welcome(Welcome {
             server_id: shared.server_id.clone(),
