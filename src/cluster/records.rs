@@ -198,7 +198,7 @@ impl Records {
         MemberView {
             name: name.into(),
             service_len,
-            labels: Arc::new(labels),
+            labels: crate::liveness::shared_labels(labels),
             state: record.state(),
             status: record.status(),
             session: record.session,

@@ -18,6 +18,8 @@ pub use member::{
     Event, EventKind, Fenced, Health, JoinRequest, Joined, Labels, MemberId, MemberView, Reason,
     State, Status, StreamEnd, Transition,
 };
+#[cfg(feature = "server")]
+pub(crate) use registry::shared_labels;
 pub use registry::{CoreConfig, MassFailure, Outbox, Registry, Restored};
 
 #[cfg(test)]

@@ -37,6 +37,8 @@ mod reads;
 
 use entry::{Entry, Protection, ServiceCount};
 pub use join::Restored;
+#[cfg(feature = "server")]
+pub(crate) use join::shared_labels;
 pub use outbox::Outbox;
 
 /// Configuration of the core.
