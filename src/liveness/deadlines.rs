@@ -41,6 +41,44 @@ impl DeadlineQueue {
         self.heap.first().map(|&(when, _)| when)
     }
 
+    /// Every entry due before `until`, in no particular order (a walk of
+    /// the heap that skips every subtree whose root is not before `until`:
+    /// as many steps as such entries, and their children).
+    pub fn before(&self, until: Instant, out: &mut Vec<(Instant, u32)>) {
+        let mut stack = Vec::new();
+        if self.heap.first().is_some_and(|&(when, _)| when < until) {
+            stack.push(0usize);
+        }
+        while let Some(i) = stack.pop() {
+            out.push(self.heap[i]);
+            for child in [2 * i + 1, 2 * i + 2] {
+                if self.heap.get(child).is_some_and(|&(when, _)| when < until) {
+                    stack.push(child);
+                }
+            }
+        }
+    }
+
+    /// Moves `slot`'s entry to `when`, earlier or later (inserts it when
+    /// absent).
+    pub fn reschedule(&mut self, slot: u32, when: Instant) {
+        match self.pos.get(slot as usize) {
+            Some(&at) if at != ABSENT => {
+                let at = at as usize;
+                let old = self.heap[at].0;
+                self.heap[at].0 = when;
+                if when < old {
+                    self.sift_up(at);
+                } else {
+                    self.sift_down(at);
+                }
+            }
+            _ => {
+                self.schedule(slot, when);
+            }
+        }
+    }
+
     /// Makes sure `slot` is due no later than `when`: inserts an entry, or
     /// lowers an existing later one. An existing earlier entry is kept (it
     /// pops early and is re-armed). Returns true when the earliest deadline
@@ -160,6 +198,32 @@ mod tests {
         q.schedule(7, t0 + Duration::from_secs(1)); // earlier: lowered
         assert_eq!(q.get(7), Some(t0 + Duration::from_secs(1)));
         assert_eq!(q.len(), 1);
+    }
+
+    #[test]
+    fn entries_before_a_time_are_found_and_can_move_either_way() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut q = DeadlineQueue::new();
+        for slot in 0..20u32 {
+            q.schedule(slot, t0 + s(u64::from((slot * 7) % 20)));
+        }
+        let mut found = Vec::new();
+        q.before(t0 + s(5), &mut found);
+        let mut slots: Vec<u32> = found.iter().map(|&(_, slot)| slot).collect();
+        slots.sort_unstable();
+        let want: Vec<u32> = (0..20).filter(|slot| (slot * 7) % 20 < 5).collect();
+        assert_eq!(slots, want);
+        // Later, then earlier again: the heap stays ordered.
+        q.reschedule(0, t0 + s(30));
+        q.reschedule(19, t0 + s(0));
+        assert_eq!(q.pop_due(t0 + s(0)).map(|e| e.1), Some(19));
+        assert_eq!(q.get(0), Some(t0 + s(30)));
+        let mut last = t0;
+        while let Some((when, _)) = q.pop_due(t0 + s(60)) {
+            assert!(when >= last);
+            last = when;
+        }
     }
 
     proptest! {

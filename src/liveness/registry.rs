@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use super::budget::PingBudget;
 use super::deadlines::DeadlineQueue;
 use super::member::{Event, EventKind, Fenced, MemberId, Reason, State, Status};
-use super::timing::Bounds;
+use super::timing::{self, Bounds};
 
 mod account;
 mod apply;
@@ -122,6 +122,8 @@ pub struct Registry {
     live: u32,
     /// Members SUSPECT.
     suspect: u32,
+    /// Reused by [`Registry::next_wake`].
+    scratch: Vec<(Instant, u32)>,
     /// Offered pings/s of the live members, and the stretch that bounds it.
     budget: PingBudget,
 }
@@ -146,6 +148,7 @@ impl Registry {
             stall: Duration::ZERO,
             live: 0,
             suspect: 0,
+            scratch: Vec::new(),
             budget,
         }
     }
@@ -250,6 +253,56 @@ impl Registry {
     /// When [`Registry::poll`] has work next.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.queue.peek()
+    }
+
+    /// The exact instant the driver should wake for, if one comes before
+    /// `until` (its next grid point): the deadline of a member that looks
+    /// really silent. Entries are lazy (a ping does not move its member's
+    /// entry), so most of them fall due only to be re-armed: every entry
+    /// queued before `until` whose member has pinged since is re-armed here,
+    /// at its true deadline, as [`Registry::poll`] would do when it fell due.
+    /// A true deadline before `until` is woken for exactly when its member
+    /// is SUSPECT, or ALIVE and silent for half-way between its interval and
+    /// its SUSPECT deadline; one of a member that just pinged is left to the
+    /// grid (it will most likely ping again and go stale). `now` is the
+    /// driver's clock.
+    pub fn next_wake(&mut self, now: Instant, until: Instant) -> Option<Instant> {
+        let mut found = std::mem::take(&mut self.scratch);
+        found.clear();
+        self.queue.before(until, &mut found);
+        let mut exact: Option<Instant> = None;
+        for &(queued, slot) in &found {
+            // A member forgotten while queued leaves its entry behind.
+            if self.slots[slot as usize].is_none() {
+                continue;
+            }
+            let due = self.due(slot);
+            if due > queued {
+                self.queue.reschedule(slot, due);
+            }
+            if due < until && self.looks_silent(slot, now) {
+                exact = Some(exact.map_or(due, |e| e.min(due)));
+            }
+        }
+        self.scratch = found;
+        exact
+    }
+
+    /// Whether the member in `slot` is likely to reach its next deadline
+    /// without a ping.
+    fn looks_silent(&self, slot: u32, now: Instant) -> bool {
+        let Some(e) = &self.slots[slot as usize] else {
+            return false;
+        };
+        let v = &e.view;
+        match v.state {
+            State::Suspect => true,
+            State::Alive => {
+                let suspect = timing::suspect_after(v.interval, v.timeout);
+                now >= v.last_seen + (v.interval + suspect) / 2
+            }
+            State::Dead | State::Left => false,
+        }
     }
 
     /// The pending outputs; drain them after every call.

@@ -2,16 +2,21 @@
 //! deadline, polls it, and sleeps again. It is woken early only when a new
 //! deadline lands before the one it sleeps for (a Join), never per ping.
 //!
-//! Wake-ups are coalesced on a grid of [`GRANULE`], as ZooKeeper rounds
-//! session expiries up to its tick. Every live member has a queue entry that
-//! falls due about once per timeout (the lazy re-arm of a pinging member), so
-//! a large fleet has a due entry nearly every millisecond. Waking for each
-//! costs a thread wake-up, a context switch and the registry lock. Measured
-//! at 10k members, 1 Hz, server pinned to one core: 3.6k epoll waits a second
-//! before, 2.0k after, and CPU per ping 21.1 -> 20.8 µs (unpinned, the extra
-//! cross-thread wake-ups cost more). On the grid the driver wakes at most
-//! 1 / GRANULE times a second and handles everything due in one poll; a
-//! deadline is acted on at most one granule late.
+//! Lazy re-arms wake it on a grid of [`GRANULE`], as ZooKeeper rounds
+//! session expiries up to its tick; real deadlines wake it exactly. Every
+//! live member has a queue entry that falls due about once per timeout (the
+//! lazy re-arm of a pinging member), so a large fleet has a due entry nearly
+//! every millisecond. Waking for each costs a thread wake-up, a context
+//! switch and the registry lock. Measured at 10k members, 1 Hz, server
+//! pinned to one core: 3.6k epoll waits a second before the grid, 2.0k
+//! after, and CPU per ping 21.1 -> 20.8 µs. Before it sleeps until the
+//! next grid point, the driver re-arms every entry due before it whose
+//! member has pinged since ([`crate::liveness::Registry::next_wake`]), the
+//! same work done a few milliseconds early. If what is left before that
+//! point is the deadline of a member that looks really silent (SUSPECT, or
+//! overdue for a ping), it sleeps until exactly then instead. The grid's
+//! saving stays (re-arms never wake it on their own), and a member that
+//! stops is judged within the timer's millisecond, not up to a granule late.
 //!
 //! It is also the local-pause guard. It never sleeps longer than [`TICK`],
 //! and it measures how late it wakes. Lateness beyond [`STALL_THRESHOLD`]
@@ -79,9 +84,10 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 i.core.stalled(lag);
             }
             i.core.poll(now);
-            i.core.next_deadline()
+            let grid = on_grid(epoch, i.core.next_deadline()?);
+            Some(i.core.next_wake(now, grid).unwrap_or(grid))
         });
-        let target = next.map_or(now + TICK, |n| on_grid(epoch, n).min(now + TICK));
+        let target = next.map_or(now + TICK, |n| n.min(now + TICK));
         sleep.as_mut().reset(target);
         let slept = tokio::select! {
             _ = &mut sleep => true,
@@ -201,6 +207,69 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(2_500)).await;
         assert_eq!(state(), State::Suspect);
         tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(state(), State::Dead);
+        shared.drain.cancel();
+        driver.await.unwrap();
+    }
+
+    /// In paused time: a member that stops pinging at an instant off the
+    /// grid turns SUSPECT and DEAD at its deadlines (the timer's
+    /// millisecond), while another one's lazy re-arms go on around it.
+    #[tokio::test(start_paused = true)]
+    async fn a_member_that_stops_is_judged_at_its_deadline_not_on_the_grid() {
+        use crate::liveness::{JoinRequest, State, Status};
+        let shared = Shared::new(
+            crate::config::ServerConfig::default(),
+            crate::health::HealthMap::new(),
+            crate::metrics::ServerMetrics::unregistered(),
+            std::time::SystemTime::now(),
+        )
+        .expect("embedded mode");
+        let req = |instance: &str| JoinRequest {
+            service: "web".into(),
+            instance: instance.into(),
+            interval: None,
+            timeout: None,
+            labels: Default::default(),
+            status: Status::Serving,
+            endpoint: None,
+        };
+        let driver = tokio::spawn(run(shared.clone()));
+        let t0 = Instant::now();
+        let busy = shared.with(|i| i.core.join(req("busy"), t0)).id;
+        let quiet = shared.with(|i| i.core.join(req("quiet"), t0)).id;
+        let ms = Duration::from_millis;
+        let ping = |id| shared.with(|i| i.core.ping(id, Status::Serving, Instant::now()).unwrap());
+        // Both ping every 500 ms; quiet's last ping is 3 ms past a grid
+        // point (the driver's grid starts at t0).
+        for k in 1..=4u64 {
+            tokio::time::sleep_until(t0 + ms(500 * k) + ms(3)).await;
+            ping(busy);
+            ping(quiet);
+        }
+        let last = t0 + ms(2_003);
+        let state = || {
+            shared.with(|i| {
+                let all = i.core.members(None);
+                all.iter().find(|m| m.instance() == "quiet").unwrap().state
+            })
+        };
+        for k in 5..=7u64 {
+            tokio::time::sleep_until(t0 + ms(500 * k) + ms(3)).await;
+            ping(busy);
+        }
+        // SUSPECT at last + 2 s, DEAD at last + 3 s: checked 2 ms after
+        // each (the grid would have acted 7 ms after).
+        tokio::time::sleep_until(last + ms(2_000) - ms(1)).await;
+        assert_eq!(state(), State::Alive);
+        tokio::time::sleep_until(last + ms(2_000) + ms(2)).await;
+        assert_eq!(state(), State::Suspect);
+        ping(busy);
+        tokio::time::sleep_until(last + ms(2_500)).await;
+        ping(busy);
+        tokio::time::sleep_until(last + ms(3_000) - ms(1)).await;
+        assert_eq!(state(), State::Suspect);
+        tokio::time::sleep_until(last + ms(3_000) + ms(2)).await;
         assert_eq!(state(), State::Dead);
         shared.drain.cancel();
         driver.await.unwrap();

@@ -317,3 +317,37 @@ fn leave_is_left_at_once_then_removed_after_retention() {
         vec![(EventKind::Removed, State::Left)]
     );
 }
+
+#[test]
+fn the_next_wake_re_arms_members_that_pinged_and_is_exact_for_silent_ones() {
+    let t0 = Instant::now();
+    let mut r = core();
+    r.join(req("db", "quiet"), t0);
+    let busy = r.join(req("db", "busy"), t0 + ms(1));
+    // busy pings on; its entry (SUSPECT due at t0 + 1 ms + 2 s) goes stale.
+    for k in 1..=3 {
+        r.ping(busy.id, Status::Serving, t0 + ms(1 + 500 * k))
+            .unwrap();
+    }
+    // quiet has been silent since t0: at 1.4 s it does not look silent yet
+    // (half-way between its interval, 1 s, and its SUSPECT, 2 s, is 1.5 s).
+    let grid = t0 + ms(2_010);
+    assert_eq!(r.next_wake(t0 + ms(1_400), grid), None);
+    assert_eq!(r.next_wake(t0 + ms(1_600), grid), Some(t0 + ms(2_000)));
+    // busy's stale entry was re-armed at its real deadline meanwhile.
+    r.poll(t0 + ms(2_000));
+    assert_eq!(r.next_deadline(), Some(t0 + ms(3_000)), "quiet's DEAD");
+    // SUSPECT: always exact; busy (true deadline 3.501 s) is left alone.
+    assert_eq!(
+        r.next_wake(t0 + ms(2_000), t0 + ms(3_510)),
+        Some(t0 + ms(3_000))
+    );
+    r.ping(busy.id, Status::Serving, t0 + ms(2_900)).unwrap();
+    r.poll(t0 + ms(3_000));
+    assert_eq!(
+        r.next_wake(t0 + ms(3_000), t0 + ms(3_510)),
+        None,
+        "busy pinged"
+    );
+    assert_eq!(r.next_deadline(), Some(t0 + ms(4_900)));
+}
