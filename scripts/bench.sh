@@ -13,12 +13,18 @@
 #   overload 10k members against `heartbeat serve --max-ping-rate 5000`.
 #   watch    10k members and 10k Health Watch streams on a flipping service.
 #   health   Health/Check throughput with h2load (scripts/bench-health.sh).
+#   peers    The same fleet (PEERS_MEMBERS, 1 Hz, 1 % hung) against the bare
+#            floor, `heartbeat serve`, and one etcd lease + key per member on
+#            a one-member etcd (Debian's, as scripts/test.sh installs it;
+#            examples/etcd_leases.rs), REPEAT rounds alternating: CPU per
+#            renewal, RSS per member, detection lateness, cold start.
 #
 # PIN=1 (default on 2+ CPUs) pins the server to CPU 0 and the bench to CPU 1,
 # so neither steals the other's core; PIN=0 lets the scheduler place them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PARTS=${PARTS:-"scale long overload watch health"}
+PARTS=${PARTS:-"scale long overload watch health peers"}
+PEERS_MEMBERS=${PEERS_MEMBERS:-10000}
 SIZES=${SIZES:-"1000 10000 20000 40000"}
 REPEAT=${REPEAT:-3}
 DURATION=${DURATION:-20s}
@@ -28,7 +34,7 @@ LONG=${LONG:-5m}
 LONG_MEMBERS=${LONG_MEMBERS:-20000}
 PORT=${PORT:-50331}
 if [ "$(nproc)" -ge 2 ]; then PIN=${PIN:-1}; else PIN=0; fi
-cargo build --release --locked --bin heartbeat --example baseline >&2
+cargo build --release --locked --bin heartbeat --example baseline --example etcd_leases >&2
 HB=target/release/heartbeat
 BASE=target/release/examples/baseline
 out=target/bench
@@ -81,6 +87,33 @@ for part in $PARTS; do
       apt-get install -y -qq nghttp2-client >&2
     fi
     MEMBERS=10000 REQUESTS=1000000 ROUNDS=3 ./scripts/bench-health.sh | tee "$out/health.txt"
+    ;;
+  peers)
+    rm -f "$out"/peers-*
+    ETCD_BIN=$(scripts/etcd.sh)
+    for r in $(seq "$REPEAT"); do
+      run "peers-baseline-$r" "${baseline[@]}" -- --members "$PEERS_MEMBERS" --duration "$DURATION" --hung "$HUNG"
+      run "peers-heartbeat-$r" "${serve[@]}" -- --members "$PEERS_MEMBERS" --duration "$DURATION" --hung "$HUNG"
+      # One etcd member, data on the local disk, pinned as the servers are.
+      rm -rf "$out/etcd-peers"
+      "${server_cpu[@]}" "$ETCD_BIN/etcd" --name peers --data-dir "$out/etcd-peers" \
+        --listen-client-urls "http://127.0.0.1:$PORT" --advertise-client-urls "http://127.0.0.1:$PORT" \
+        --listen-peer-urls "http://127.0.0.1:$((PORT + 1))" \
+        --initial-advertise-peer-urls "http://127.0.0.1:$((PORT + 1))" \
+        --initial-cluster "peers=http://127.0.0.1:$((PORT + 1))" \
+        --log-level error --logger zap >"$out/peers-etcd-$r.log" 2>&1 &
+      epid=$!
+      for _ in $(seq 100); do
+        "$ETCD_BIN/etcdctl" --endpoints "127.0.0.1:$PORT" endpoint health >/dev/null 2>&1 && break
+        sleep 0.1
+      done
+      echo "== peers-etcd-$r" >&2
+      "${bench_cpu[@]}" target/release/examples/etcd_leases --etcd "127.0.0.1:$PORT" \
+        --members "$PEERS_MEMBERS" --ttl 3s --interval 1s --duration "$DURATION" --hung "$HUNG" \
+        --etcd-pids "$epid" >"$out/peers-etcd-$r.json" || true
+      kill -TERM "$epid"
+      wait "$epid" || true
+    done
     ;;
   *) echo "unknown part $part" >&2; exit 1 ;;
   esac

@@ -117,6 +117,40 @@ def health(out):
     print(f"| **median** | {t:,.0f} | {h:,.0f} | **{h / t if t else float('nan'):.2f}×** |\n")
 
 
+def peers(out):
+    """The same fleet against the bare floor, heartbeat and etcd leases."""
+    print("### Peers: the same fleet, the same run\n")
+    rows = {"baseline": [], "heartbeat": [], "etcd": []}
+    for name in rows:
+        for p in sorted(out.glob(f"peers-{name}-*.json")):
+            r = load(out, p.stem)
+            if not r:
+                continue
+            if name == "etcd":
+                late = r["detection_lateness_ms"]
+                rows[name].append((r["etcd_cpu_us_per_renewal"], r["etcd_rss_per_member_bytes"], late["p99"],
+                                   r["granted_in_s"], r["false_expiries"] + r["false_expiries_while_granting"],
+                                   f"{r['hung_detected']}/{r['hung']}"))
+            else:
+                rows[name].append((r["server_cpu_us_per_ping"], r["server_rss_per_member_bytes"],
+                                   r["detection_lateness_ms"]["p99"], r["join_time_ms"] / 1e3, r["false_expiries"],
+                                   f"{r['hung_detected']}/{r['hung']}"))
+    print("| peer | runs | CPU µs per renewal (median) | RSS KiB per member | lateness p99 ms | cold start s | "
+          "false expiries | hung detected |")
+    print("|---|---|---|---|---|---|---|---|")
+    label = {"baseline": "bare tonic floor", "heartbeat": "heartbeat serve",
+             "etcd": "etcd 3.4, one lease + key per member"}
+    for name, rs in rows.items():
+        if not rs:
+            print(f"| {label[name]} | 0 | failed: see peers-{name}-*.log | | | | | |")
+            continue
+        med = lambda i: statistics.median(x[i] for x in rs)  # noqa: E731
+        print(f"| {label[name]} | {len(rs)} | {med(0):.1f} ({min(x[0] for x in rs):.1f}–{max(x[0] for x in rs):.1f}) | "
+              f"{med(1) / 1024:.2f} | {med(2):.1f} | {med(3):.2f} | {sum(x[4] for x in rs)} | "
+              f"{', '.join(x[5] for x in rs)} |")
+    print()
+
+
 def main():
     out, pin = Path(sys.argv[1]), sys.argv[2] == "1"
     sep = sys.argv.index("--")
@@ -133,6 +167,8 @@ def main():
             watch(out)
         elif part == "health":
             health(out)
+        elif part == "peers":
+            peers(out)
 
 
 main()
