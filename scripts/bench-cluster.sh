@@ -11,9 +11,13 @@
 #      -> false DEAD, time until all ALIVE on B/C, etcd writes/s in the burst
 #   3. the peer a user would pick instead: one etcd lease + key per member,
 #      1 s keepalives (examples/etcd_leases.rs) -> etcd CPU, false expiries
+#   4. fleet: 3 replicas x MEMBERS (30k by default), etcd CPU at steady state,
+#      then the same fleet as etcd leases on the same 3-member etcd
+#   5. lifecycle: etcd writes per member lifecycle (join, leave, removal; join,
+#      SUSPECT, DEAD, removal), from etcd's revision
 #
 #   scripts/bench-cluster.sh > cluster-bench.txt
-#   PARTS="leases" scripts/bench-cluster.sh     # steady, failover, leases
+#   PARTS="leases" scripts/bench-cluster.sh     # steady, failover, leases, fleet, lifecycle
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
@@ -105,8 +109,11 @@ print(f"{label}: server CPU {j['server_cpu_us_per_ping']:.2f} us/ping, "
 PY
 }
 cluster_flags() { echo --etcd-endpoints "$ENDPOINTS" --etcd-prefix "/$1/" --etcd-lease-ttl 10s; }
+etcd_ticks() { # CPU ticks of the etcd members so far
+  python3 -c "print(sum(sum(int(x) for x in open(f'/proc/{p}/stat').read().rsplit(')',1)[1].split()[11:13]) for p in '${ETCD_PIDS[*]}'.split()))"
+}
 
-PARTS=${PARTS:-"steady failover leases"}
+PARTS=${PARTS:-"steady failover leases fleet lifecycle"}
 if [[ " $PARTS " == *" steady "* ]]; then
 echo "== steady state, $MEMBERS members per loaded server at 1 Hz, 40 s measured"
 for round in $(seq "$ROUNDS"); do
@@ -178,4 +185,53 @@ t1=$(python3 -c "print(sum(sum(int(x) for x in open(f'/proc/{p}/stat').read().rs
 wait "$bpid"
 python3 -c "print(f'heartbeat cluster, $MEMBERS members pinging: etcd CPU {($t1 - $t0) / 100 / 20:.4f} cores')"
 report "heartbeat cluster (same run)" "$work/hb.json"
+fi
+if [[ " $PARTS " == *" fleet "* ]]; then
+echo "== fleet: 3 replicas x $MEMBERS members (one bench each), then the same fleet as etcd leases, one 3-member etcd each"
+etcd_up fleet-hb
+serve a $(cluster_flags fleet); a_pid=$SPID; a_addr=$ADDR
+serve b $(cluster_flags fleet); b_pid=$SPID; b_addr=$ADDR
+serve c $(cluster_flags fleet); c_pid=$SPID; c_addr=$ADDR
+bench "$a_addr" "$a_pid" "$work/fa.json" fleet-a & ba=$!
+bench "$b_addr" "$b_pid" "$work/fb.json" fleet-b & bb=$!
+bench "$c_addr" "$c_pid" "$work/fc.json" fleet-c & bc=$!
+stable; r0=$(revision); t0=$(etcd_ticks); sleep 20; t1=$(etcd_ticks); r1=$(revision)
+wait "$ba" "$bb" "$bc"
+python3 -c "print(f'heartbeat cluster, 3 x $MEMBERS members pinging at 1 Hz: etcd CPU {($t1 - $t0) / 100 / 20:.4f} cores, etcd writes {($r1 - $r0) / 20:.1f}/s')"
+for x in a b c; do report "replica $x" "$work/f$x.json"; done
+kill "$a_pid" "$b_pid" "$c_pid"; wait "$a_pid" "$b_pid" "$c_pid" 2>/dev/null || true
+etcd_down
+etcd_up fleet-leases
+echo -n "etcd leases, $((3 * MEMBERS)) members: "
+target/release/examples/etcd_leases --etcd "$ENDPOINTS" --members "$((3 * MEMBERS))" --ttl 3s --interval 1s \
+  --duration 30s --etcd-pids "$(IFS=,; echo "${ETCD_PIDS[*]}")" || echo "(failed)"
+etcd_down
+fi
+if [[ " $PARTS " == *" lifecycle "* ]]; then
+LIFE=${LIFE:-2000}
+echo "== lifecycle: etcd writes per member, $LIFE members, 3 replicas (retention 1 s)"
+etcd_up life
+serve a $(cluster_flags life); a_pid=$SPID; a_addr=$ADDR
+serve b $(cluster_flags life); b_pid=$SPID
+serve c $(cluster_flags life); c_pid=$SPID
+r0=$(revision)
+# Join, ping 10 s, Leave; removal 1 s after.
+"$HB" bench --server "$a_addr" --service life-left --members "$LIFE" --connections 20 --interval 1s \
+  --duration 10s --json --quiet >"$work/life-left.json"
+stable; r1=$(revision)
+# Join, ping, then half of them hang: SUSPECT, DEAD, removal; the rest Leave.
+"$HB" bench --server "$a_addr" --service life-dead --members "$LIFE" --connections 20 --interval 1s \
+  --timeout 3s --duration 15s --hung 0.5 --json --quiet >"$work/life-dead.json"
+stable; r2=$(revision)
+python3 - "$LIFE" "$r0" "$r1" "$r2" <<'PY'
+import sys
+n, r0, r1, r2 = (int(x) for x in sys.argv[1:])
+left = (r1 - r0) / n
+# The second run: half as the first (join, leave, removal), half silent.
+dead = ((r2 - r1) - left * n / 2) / (n / 2)
+print(f"join, ping 10 s, leave, removal: {left:.2f} etcd writes per member")
+print(f"join, ping, silent: SUSPECT, DEAD, removal: {dead:.2f} etcd writes per member")
+PY
+kill "$a_pid" "$b_pid" "$c_pid"; wait "$a_pid" "$b_pid" "$c_pid" 2>/dev/null || true
+etcd_down
 fi
