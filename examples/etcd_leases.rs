@@ -201,16 +201,21 @@ async fn watch_deletions(
 ) -> (Vec<Duration>, u64) {
     let (tx, rx) = mpsc::channel(4);
     let create = WatchRequest {
-        request_union: Some(watch_request::RequestUnion::CreateRequest(WatchCreateRequest {
-            key: prefix.clone().into_bytes(),
-            range_end: prefix_end(prefix.as_bytes()),
-            filters: vec![FilterType::Noput as i32],
-            ..Default::default()
-        })),
+        request_union: Some(watch_request::RequestUnion::CreateRequest(
+            WatchCreateRequest {
+                key: prefix.clone().into_bytes(),
+                range_end: prefix_end(prefix.as_bytes()),
+                filters: vec![FilterType::Noput as i32],
+                ..Default::default()
+            },
+        )),
     };
     let _ = tx.send(create).await;
     let (mut late, mut others) = (Vec::new(), 0u64);
-    let Ok(resp) = WatchClient::new(channel).watch(ReceiverStream::new(rx)).await else {
+    let Ok(resp) = WatchClient::new(channel)
+        .watch(ReceiverStream::new(rx))
+        .await
+    else {
         return (late, others);
     };
     let mut events = resp.into_inner();
@@ -315,7 +320,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .filter_map(|&(i, id)| id.map(|id| (i, id)))
         .collect();
-    let every = if a.hung > 0.0 { (1.0 / a.hung).round() as usize } else { 0 };
+    let every = if a.hung > 0.0 {
+        (1.0 / a.hung).round() as usize
+    } else {
+        0
+    };
     let hung = Arc::new(Hang {
         ids: granted
             .iter()
