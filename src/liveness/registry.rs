@@ -16,7 +16,7 @@
 //! [`Outbox`] that the caller drains while it still holds the registry, so
 //! every consumer sees changes in revision order.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,18 +24,20 @@ use tokio::time::Instant;
 
 use super::budget::PingBudget;
 use super::deadlines::DeadlineQueue;
-use super::member::{Event, EventKind, Fenced, MemberId, Reason, State, Status};
+use super::member::{EventKind, Fenced, MemberId, Reason, State, Status};
 use super::timing::{self, Bounds};
 
 mod account;
 mod apply;
 mod entry;
 mod expiry;
+mod history;
 mod join;
 mod outbox;
 mod reads;
 
 use entry::{Entry, Protection, ServiceCount};
+use history::History;
 pub use join::Restored;
 #[cfg(feature = "server")]
 pub(crate) use join::shared_labels;
@@ -110,7 +112,7 @@ pub struct Registry {
     queue: DeadlineQueue,
     revision: u64,
     next_session: u64,
-    history: VecDeque<Arc<Event>>,
+    history: History,
     /// Revision of the last event no longer in the history (or of the
     /// empty table): a resume from before it needs a snapshot. Revisions
     /// may have gaps (a cluster's view counts etcd's revisions).
@@ -135,7 +137,7 @@ impl Registry {
         Self {
             revision: cfg.initial_revision,
             next_session: cfg.initial_session,
-            history: VecDeque::with_capacity(cfg.history.min(1024)),
+            history: History::new(cfg.history),
             forgotten: cfg.initial_revision,
             cfg,
             slots: Vec::new(),

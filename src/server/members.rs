@@ -333,7 +333,7 @@ impl MemberWatch {
                         .as_deref()
                         .is_none_or(|s| e.member.service() == s)
                     {
-                        self.out.push_back(Out::Event(e.clone()));
+                        self.out.push_back(Out::Event(e));
                     }
                 }
                 if n < BATCH {

@@ -61,12 +61,9 @@ impl Registry {
         if self.cfg.history == 0 {
             self.forgotten = self.revision;
         } else {
-            if self.history.len() == self.cfg.history
-                && let Some(old) = self.history.pop_front()
-            {
-                self.forgotten = old.revision;
+            if let Some(old) = self.history.push(&event) {
+                self.forgotten = old;
             }
-            self.history.push_back(event.clone());
         }
         self.outbox.events.push(event);
     }

@@ -100,11 +100,10 @@ impl Registry {
 
     /// Every event after `since` (exclusive), or `None` when the history no
     /// longer holds them (or `since` is not of this run): take a snapshot.
-    pub fn events_since(&self, since: u64) -> Option<impl Iterator<Item = &Arc<Event>>> {
+    pub fn events_since(&self, since: u64) -> Option<impl Iterator<Item = Arc<Event>> + '_> {
         if since > self.revision || since < self.forgotten {
             return None;
         }
-        let skip = self.history.partition_point(|e| e.revision <= since);
-        Some(self.history.iter().skip(skip))
+        Some(self.history.after(since))
     }
 }
