@@ -19,7 +19,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::Stream;
-use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 use tonic::{Status as GrpcStatus, Streaming};
@@ -31,6 +30,7 @@ use super::state::Shared;
 use crate::authz::Identity;
 use crate::liveness::timing::{MAX_PINGS_PER_WINDOW, PingWindow};
 use crate::liveness::{MemberId, StreamEnd};
+
 use crate::metrics::Rejection;
 use crate::pb::heartbeat::v1::{
     BeatRequest, BeatResponse, Drain, Pong, beat_request, beat_response,
@@ -80,7 +80,7 @@ struct Session {
 struct AwaitJoin {
     deadline: Pin<Box<Sleep>>,
     /// The shutdown, watched until the Join; a joined stream learns it
-    /// from its end signal instead (`Shared::begin_drain`).
+    /// the way it learns its other ends ([`super::streams`]).
     drained: Pin<Box<WaitForCancellationFutureOwned>>,
     identity: Identity,
 }
@@ -102,7 +102,8 @@ pub(super) struct Joined {
     pub(super) timeout: Duration,
     pub(super) last_seq: Option<u64>,
     pub(super) pings: PingWindow,
-    pub(super) ended: oneshot::Receiver<StreamEnd>,
+    /// The server's end count when this stream last read its fate.
+    pub(super) seen: u64,
 }
 
 type Item = Result<BeatResponse, GrpcStatus>;
@@ -199,31 +200,43 @@ impl Session {
     }
 
     /// One step of a joined member: the registry ending it (DEAD,
-    /// superseded, moved), the shutdown (its end signal dropped: Drain),
-    /// or the member's next message.
+    /// superseded, moved), the shutdown (Drain), or the member's next
+    /// message.
     fn poll_joined(&mut self, cx: &mut Context<'_>) -> Step {
         let Phase::Joined(m) = &mut self.phase else {
             return Step::Again;
         };
         let shared = &self.shared;
         let session = m.id.session;
-        if let Poll::Ready(end) = Pin::new(&mut m.ended).poll(cx) {
-            let (reason, spread) = match end {
-                Ok(StreamEnd::Moved) => (BeatError::Moved, shared.cfg.drain.min(m.timeout / 2)),
-                Ok(end) => {
-                    let e = BeatError::ended(end, m.timeout);
-                    self.phase = Phase::Done;
-                    return Step::Yield(Some(Err(e.into())));
+        let count = shared.ends.seen();
+        if count != m.seen {
+            m.seen = count;
+            let fate = shared.with(|i| {
+                let fate = i.streams.fate(session);
+                if fate.is_none() {
+                    i.streams.poll_with(session, cx.waker());
                 }
-                // The signal is dropped only by the shutdown.
-                Err(_) => (BeatError::Draining, shared.cfg.drain),
-            };
-            let text = match &reason {
-                BeatError::Draining => "server shutting down".to_owned(),
-                other => other.to_string(),
-            };
-            self.phase = Phase::Ending(reason.into());
-            return Step::Yield(Some(Ok(drain_message(session, spread, text))));
+                fate
+            });
+            if let Some(end) = fate {
+                let (reason, spread) = match end {
+                    Some(StreamEnd::Moved) => {
+                        (BeatError::Moved, shared.cfg.drain.min(m.timeout / 2))
+                    }
+                    Some(end) => {
+                        let e = BeatError::ended(end, m.timeout);
+                        self.phase = Phase::Done;
+                        return Step::Yield(Some(Err(e.into())));
+                    }
+                    None => (BeatError::Draining, shared.cfg.drain),
+                };
+                let text = match &reason {
+                    BeatError::Draining => "server shutting down".to_owned(),
+                    other => other.to_string(),
+                };
+                self.phase = Phase::Ending(reason.into());
+                return Step::Yield(Some(Ok(drain_message(session, spread, text))));
+            }
         }
         let result = match Pin::new(&mut self.inbound).poll_next(cx) {
             Poll::Pending => return Step::Pending,
@@ -340,14 +353,14 @@ fn decode_error(shared: &Shared, status: GrpcStatus) -> GrpcStatus {
 }
 
 fn unregister(shared: &Shared, session: u64) {
-    shared.with(|i| i.streams.remove(&session));
+    shared.with(|i| i.streams.close(session));
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
         self.shared.metrics.stream_closed();
-        // A client that vanished mid-stream: forget its end signal. The
-        // member itself stays until its deadline.
+        // A client that vanished mid-stream: forget its stream. The member
+        // itself stays until its deadline.
         if let Phase::Joined(m) = &self.phase {
             unregister(&self.shared, m.id.session);
         }

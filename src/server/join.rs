@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::beat::Joined;
@@ -65,18 +64,20 @@ pub(super) async fn first(
             service: join.service,
         });
     }
+    // The waker of the task polling this stream: the registry wakes it
+    // when it ends the stream (see `super::streams`).
+    let waker = std::future::poll_fn(|cx| std::task::Poll::Ready(cx.waker().clone())).await;
     let now = Instant::now();
-    let (tx, ended) = oneshot::channel();
     let name = format!("{}/{}", join.service, join.instance);
-    let joined = match shared.replica.clone() {
+    let (joined, seen) = match shared.replica.clone() {
         None => shared.with(|i| {
             admit(shared, i, &name, &join, now)?;
             if shared.drain.is_cancelled() {
                 return Err(BeatError::Draining);
             }
             let joined = i.core.join(join, now);
-            i.streams.insert(joined.id.session, tx);
-            Ok::<_, BeatError>(joined)
+            i.streams.open(joined.id.session, &waker);
+            Ok::<_, BeatError>((joined, shared.ends.seen()))
         })?,
         Some(replica) => {
             shared.with(|i| admit(shared, i, &name, &join, now))?;
@@ -105,8 +106,8 @@ pub(super) async fn first(
                         return Err(BeatError::Draining);
                     }
                     let joined = i.core.join_as(join, session, Instant::now());
-                    i.streams.insert(session, tx);
-                    Ok(joined)
+                    i.streams.open(session, &waker);
+                    Ok((joined, shared.ends.seen()))
                 })
             })
             .await
@@ -120,7 +121,7 @@ pub(super) async fn first(
         // The negotiated interval, never the stretched one: the budget may
         // give the member back its faster interval later.
         pings: PingWindow::new(now, rate_window(joined.base_interval)),
-        ended,
+        seen,
     };
     let welcome = BeatResponse {
         kind: Some(beat_response::Kind::Welcome(Welcome {

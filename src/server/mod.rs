@@ -36,6 +36,7 @@ mod replica;
 mod resume;
 mod service;
 mod state;
+mod streams;
 mod watch_limit;
 
 use std::future::Future;

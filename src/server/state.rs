@@ -7,19 +7,19 @@
 //! critical section of a ping that changes nothing is a slot lookup and a
 //! store: no allocation, no delivery.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use tokio::sync::{Notify, broadcast, oneshot};
+use tokio::sync::{Notify, broadcast};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::streams::{BeatStreams, Ends};
 use crate::config::ServerConfig;
 use crate::health::HealthMap;
 use crate::liveness::timing::TokenBucket;
-use crate::liveness::{CoreConfig, Event, EventKind, MemberView, Outbox, Registry, StreamEnd};
+use crate::liveness::{CoreConfig, Event, EventKind, MemberView, Outbox, Registry};
 use crate::metrics::ServerMetrics;
 
 /// Maps the monotonic clock to wall-clock timestamps for display fields
@@ -66,7 +66,7 @@ impl WallClock {
 pub(crate) struct Inner {
     pub(crate) core: Registry,
     /// Open Beat streams by session, to end them on DEAD or takeover.
-    pub(crate) streams: HashMap<u64, oneshot::Sender<StreamEnd>>,
+    pub(crate) streams: BeatStreams,
     /// Server-wide join rate.
     pub(crate) joins: TokenBucket,
     /// Cluster mode: the cluster's table and this replica's pending writes
@@ -110,6 +110,8 @@ pub(crate) struct Shared {
     pub(crate) cfg: ServerConfig,
     /// Cancelled when shutdown begins: streams drain and end themselves.
     pub(crate) drain: CancellationToken,
+    /// Moves whenever a Beat stream is ended (see [`super::streams`]).
+    pub(crate) ends: Arc<Ends>,
     pub(crate) metrics: ServerMetrics,
     /// Notified on every change of the table (for the state writer).
     pub(crate) dirty: Arc<Notify>,
@@ -165,10 +167,11 @@ impl Shared {
             },
             ..core_cfg
         });
+        let ends = Arc::new(Ends::default());
         Ok(Arc::new(Self {
             inner: Mutex::new(Inner {
                 core,
-                streams: HashMap::new(),
+                streams: BeatStreams::new(ends.clone()),
                 joins: TokenBucket::new(cfg.max_join_rate, cfg.max_join_rate),
                 cluster,
             }),
@@ -179,6 +182,7 @@ impl Shared {
             server_id,
             cfg,
             drain: CancellationToken::new(),
+            ends,
             metrics,
             dirty: Arc::new(Notify::new()),
             watches: Arc::default(),
@@ -189,13 +193,13 @@ impl Shared {
     }
 
     /// Begins the shutdown: every stream watching `drain` ends itself, and
-    /// every joined Beat stream learns it through its end signal (the
-    /// sender dropped), which it polls anyway: a stream polls no
-    /// cancellation future per ping. A Join checks `drain` under the lock
-    /// this clears the signals under, so none is missed.
+    /// every joined Beat stream is woken to read its fate, as for any other
+    /// end: a stream polls no cancellation future per ping. A Join checks
+    /// `drain` under the lock this wakes the streams under, so none is
+    /// missed.
     pub(crate) fn begin_drain(&self) {
         self.drain.cancel();
-        self.with(|i| i.streams.clear());
+        self.with(|i| i.streams.drain());
     }
 
     /// Runs `f` on the registry, then delivers what it changed. Delivery
@@ -238,7 +242,7 @@ impl Shared {
     fn hand_over(
         &self,
         out: &mut Outbox,
-        streams: &mut HashMap<u64, oneshot::Sender<StreamEnd>>,
+        streams: &mut BeatStreams,
         cluster: &mut super::replica::ClusterInner,
     ) {
         if out.is_empty() {
@@ -260,9 +264,7 @@ impl Shared {
         self.log_held(out);
         for (session, end) in out.ends.drain(..) {
             self.metrics.end(&end);
-            if let Some(tx) = streams.remove(&session) {
-                let _ = tx.send(end);
-            }
+            streams.end(session, end);
         }
         if std::mem::take(&mut out.wake) {
             self.wake.notify_one();
@@ -282,11 +284,7 @@ impl Shared {
     }
 
     /// Delivers the outbox; returns its events for logging.
-    fn deliver(
-        &self,
-        out: &mut Outbox,
-        streams: &mut HashMap<u64, oneshot::Sender<StreamEnd>>,
-    ) -> Vec<Arc<Event>> {
+    fn deliver(&self, out: &mut Outbox, streams: &mut BeatStreams) -> Vec<Arc<Event>> {
         if out.is_empty() {
             return Vec::new();
         }
@@ -311,9 +309,7 @@ impl Shared {
         }
         for (session, end) in out.ends.drain(..) {
             self.metrics.end(&end);
-            if let Some(tx) = streams.remove(&session) {
-                let _ = tx.send(end);
-            }
+            streams.end(session, end);
         }
         if std::mem::take(&mut out.wake) {
             self.wake.notify_one();

@@ -64,13 +64,7 @@ pub(super) async fn run(shared: Arc<Shared>, r: Arc<Replica>) {
         seen_serving = peer.is_some();
         match peer.filter(|_| confirmed) {
             Some(peer) => {
-                let moved = shared.with(|i| {
-                    let n = i.streams.len();
-                    for (_, tx) in i.streams.drain() {
-                        let _ = tx.send(StreamEnd::Moved);
-                    }
-                    n
-                });
+                let moved = shared.with(|i| i.streams.end_all(StreamEnd::Moved));
                 if moved > 0 {
                     warn!(
                         members = moved,

@@ -9,7 +9,6 @@
 //!   gone are adopted: SUSPECT, one grace of exactly one timeout, then DEAD
 //!   (SPEC §7.5), by the same core and writer as its own streams.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -113,9 +112,7 @@ fn apply(i: &mut Inner, shared: &Shared, r: &Replica, epoch: u64, item: Mirrored
     }
     for (session, end) in ends {
         shared.metrics.end(&end);
-        if let Some(tx) = streams.remove(&session) {
-            let _ = tx.send(end);
-        }
+        streams.end(session, end);
     }
     if !scan {
         return 0;
@@ -148,11 +145,11 @@ pub(super) fn rescan(shared: &Shared, r: &Replica) {
 }
 
 /// The streams held here, by session.
-struct Held<'a>(&'a HashMap<u64, tokio::sync::oneshot::Sender<StreamEnd>>);
+struct Held<'a>(&'a crate::server::streams::BeatStreams);
 
 impl Held<'_> {
     fn contains(&self, session: &u64) -> bool {
-        self.0.contains_key(session)
+        self.0.contains(*session)
     }
 }
 

@@ -267,9 +267,7 @@ fn start_writes(shared: &Arc<Shared>, r: &Arc<Replica>, flight: &mut JoinSet<Out
             }
         }
         for (session, end) in ends {
-            if let Some(tx) = i.streams.remove(&session) {
-                let _ = tx.send(end);
-            }
+            i.streams.end(session, end);
         }
         shared.metrics.cluster.pending(c.pending.len());
         ops
