@@ -197,7 +197,7 @@ impl Records {
             .collect();
         MemberView {
             name: name.into(),
-            service_len,
+            service_len: service_len as u32,
             labels: crate::liveness::shared_labels(labels),
             state: record.state(),
             status: record.status(),

@@ -7,6 +7,13 @@
 //! the member's real due time. Only a deadline that moves *earlier* (a rejoin
 //! of a DEAD member waiting for removal) needs [`DeadlineQueue::schedule`] to
 //! lower the key in place.
+//!
+//! A deadline is kept as signed nanoseconds from the first one the queue
+//! saw, not as an `Instant` (16 bytes): an entry is 16 bytes instead of 24,
+//! exactly (±292 years around that first deadline), and compares as one
+//! integer.
+
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -15,9 +22,15 @@ const ABSENT: u32 = u32::MAX;
 /// Min-heap of deadlines, one entry per slot at most.
 #[derive(Debug, Default)]
 pub struct DeadlineQueue {
-    heap: Vec<(Instant, u32)>,
+    heap: Vec<(i64, u32)>,
     /// `pos[slot]` = index of the slot's entry in `heap`, or `ABSENT`.
     pos: Vec<u32>,
+    /// What key 0 means (the first deadline scheduled).
+    epoch: Option<Instant>,
+}
+
+fn nanos(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 
 impl DeadlineQueue {
@@ -36,21 +49,49 @@ impl DeadlineQueue {
         self.heap.is_empty()
     }
 
+    /// The key of `when`, fixing the epoch on first use.
+    fn key(&mut self, when: Instant) -> i64 {
+        let epoch = *self.epoch.get_or_insert(when);
+        self.key_of(epoch, when)
+    }
+
+    fn key_of(&self, epoch: Instant, when: Instant) -> i64 {
+        match when.checked_duration_since(epoch) {
+            Some(after) => nanos(after),
+            None => -nanos(epoch - when),
+        }
+    }
+
+    /// The instant of a key.
+    fn at(&self, key: i64) -> Instant {
+        let epoch = self.epoch.expect("a key implies an epoch");
+        let d = Duration::from_nanos(key.unsigned_abs());
+        if key >= 0 { epoch + d } else { epoch - d }
+    }
+
+    /// The key of `when` for a comparison without scheduling (the epoch
+    /// is set whenever the heap is not empty).
+    fn probe(&self, when: Instant) -> i64 {
+        self.epoch.map_or(0, |epoch| self.key_of(epoch, when))
+    }
+
     /// The earliest deadline.
     pub fn peek(&self) -> Option<Instant> {
-        self.heap.first().map(|&(when, _)| when)
+        self.heap.first().map(|&(key, _)| self.at(key))
     }
 
     /// Every entry due before `until`, in no particular order (a walk of
     /// the heap that skips every subtree whose root is not before `until`:
     /// as many steps as such entries, and their children).
     pub fn before(&self, until: Instant, out: &mut Vec<(Instant, u32)>) {
+        let until = self.probe(until);
         let mut stack = Vec::new();
         if self.heap.first().is_some_and(|&(when, _)| when < until) {
             stack.push(0usize);
         }
         while let Some(i) = stack.pop() {
-            out.push(self.heap[i]);
+            let (key, slot) = self.heap[i];
+            out.push((self.at(key), slot));
             for child in [2 * i + 1, 2 * i + 2] {
                 if self.heap.get(child).is_some_and(|&(when, _)| when < until) {
                     stack.push(child);
@@ -62,6 +103,7 @@ impl DeadlineQueue {
     /// Moves `slot`'s entry to `when`, earlier or later (inserts it when
     /// absent).
     pub fn reschedule(&mut self, slot: u32, when: Instant) {
+        let when = self.key(when);
         match self.pos.get(slot as usize) {
             Some(&at) if at != ABSENT => {
                 let at = at as usize;
@@ -74,7 +116,7 @@ impl DeadlineQueue {
                 }
             }
             _ => {
-                self.schedule(slot, when);
+                self.schedule_key(slot, when);
             }
         }
     }
@@ -84,7 +126,12 @@ impl DeadlineQueue {
     /// pops early and is re-armed). Returns true when the earliest deadline
     /// of the whole queue moved earlier, so a sleeping driver must wake.
     pub fn schedule(&mut self, slot: u32, when: Instant) -> bool {
-        let before = self.peek();
+        let key = self.key(when);
+        self.schedule_key(slot, key)
+    }
+
+    fn schedule_key(&mut self, slot: u32, when: i64) -> bool {
+        let before = self.heap.first().map(|&(key, _)| key);
         let idx = slot as usize;
         if self.pos.len() <= idx {
             self.pos.resize(idx + 1, ABSENT);
@@ -109,7 +156,7 @@ impl DeadlineQueue {
     /// Removes and returns the earliest entry if it is due at `now`.
     pub fn pop_due(&mut self, now: Instant) -> Option<(Instant, u32)> {
         let &(when, _) = self.heap.first()?;
-        if when > now {
+        if when > self.probe(now) {
             return None;
         }
         let last = self.heap.len() - 1;
@@ -119,13 +166,13 @@ impl DeadlineQueue {
         if !self.heap.is_empty() {
             self.sift_down(0);
         }
-        Some((when, slot))
+        Some((self.at(when), slot))
     }
 
     /// The scheduled deadline of `slot`, if any.
     pub fn get(&self, slot: u32) -> Option<Instant> {
         match self.pos.get(slot as usize) {
-            Some(&at) if at != ABSENT => Some(self.heap[at as usize].0),
+            Some(&at) if at != ABSENT => Some(self.at(self.heap[at as usize].0)),
             _ => None,
         }
     }
@@ -173,6 +220,22 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::BTreeMap;
     use std::time::Duration;
+
+    #[test]
+    fn an_entry_is_16_bytes() {
+        assert_eq!(std::mem::size_of::<(i64, u32)>(), 16);
+    }
+
+    #[test]
+    fn deadlines_before_the_first_come_back_exactly() {
+        let t0 = Instant::now() + Duration::from_secs(100);
+        let mut q = DeadlineQueue::new();
+        q.schedule(1, t0);
+        q.schedule(2, t0 - Duration::from_nanos(90_000_000_001));
+        assert_eq!(q.peek(), Some(t0 - Duration::from_nanos(90_000_000_001)));
+        assert_eq!(q.pop_due(t0).map(|e| e.1), Some(2));
+        assert_eq!(q.pop_due(t0), Some((t0, 1)));
+    }
 
     #[test]
     fn pops_in_order_and_only_when_due() {

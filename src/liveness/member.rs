@@ -129,7 +129,7 @@ pub struct Joined {
 pub struct MemberView {
     /// `"<service>/<instance>"`: also the member's health name.
     pub name: Arc<str>,
-    pub(crate) service_len: usize,
+    pub(crate) service_len: u32,
     /// Labels given at Join.
     pub labels: Arc<Labels>,
     /// Liveness state.
@@ -156,12 +156,12 @@ pub struct MemberView {
 impl MemberView {
     /// The service name.
     pub fn service(&self) -> &str {
-        &self.name[..self.service_len]
+        &self.name[..self.service_len as usize]
     }
 
     /// The instance name.
     pub fn instance(&self) -> &str {
-        &self.name[self.service_len + 1..]
+        &self.name[self.service_len as usize + 1..]
     }
 
     /// Health of the member's own name (`<service>/<instance>`).
@@ -250,7 +250,7 @@ impl Reason {
 pub struct Transition {
     /// The member's `service/instance` name.
     pub name: Arc<str>,
-    pub(crate) service_len: usize,
+    pub(crate) service_len: u32,
     /// State before.
     pub from: Option<State>,
     /// State after.
@@ -262,7 +262,7 @@ pub struct Transition {
 impl Transition {
     /// The service name.
     pub fn service(&self) -> &str {
-        &self.name[..self.service_len]
+        &self.name[..self.service_len as usize]
     }
 }
 

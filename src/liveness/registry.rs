@@ -191,7 +191,7 @@ impl Registry {
         let stall = self.stall;
         let budget = &self.budget;
         let entry = Self::live_entry(&mut self.slots, &self.gens, id)?;
-        entry.stall_mark = stall;
+        entry.stall_mark = entry::mark(stall);
         entry.protection = Protection::Eligible;
         let target = budget.interval(entry.base_interval, entry.view.timeout);
         let v = &mut entry.view;

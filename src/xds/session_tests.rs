@@ -105,7 +105,7 @@ fn endpoints_are_due_when_a_subscribed_service_changed() {
     s.respond(e, &hub);
     assert!(!s.endpoints_due(&hub));
     let now = tokio::time::Instant::now();
-    let member = |service_len: usize, name: &str| MemberView {
+    let member = |service_len: u32, name: &str| MemberView {
         name: name.into(),
         service_len,
         labels: Arc::default(),

@@ -172,7 +172,7 @@ impl Registry {
             base_interval: view.interval,
             view,
             ended_at,
-            stall_mark: self.stall,
+            stall_mark: super::entry::mark(self.stall),
             protection: Protection::Exempt,
         });
         self.index.insert(name, slot);

@@ -31,7 +31,7 @@ impl Registry {
             }
             State::Suspect => {
                 let before = Some(entry.view.health());
-                let credit = stall.saturating_sub(entry.stall_mark);
+                let credit = entry.credit(stall);
                 let deadline = entry.view.last_seen + silence_allowed(entry) + credit;
                 entry.view.state = State::Dead;
                 entry.ended_at = Some(now);
@@ -60,7 +60,7 @@ impl Registry {
             .as_ref()
             .expect("queued slot is occupied");
         let v = &e.view;
-        let credit = self.stall.saturating_sub(e.stall_mark);
+        let credit = e.credit(self.stall);
         match v.state {
             State::Alive => v.last_seen + suspect_after(v.interval, v.timeout) + credit,
             State::Suspect => v.last_seen + silence_allowed(e) + credit,

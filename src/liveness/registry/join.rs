@@ -145,7 +145,7 @@ impl Registry {
         (v.interval, v.timeout, v.joined_at, v.last_seen) = (f.base, f.timeout, f.now, f.now);
         v.endpoint = f.endpoint;
         entry.ended_at = None;
-        entry.stall_mark = stall;
+        entry.stall_mark = super::entry::mark(stall);
         entry.protection = Protection::Eligible;
         if superseded.is_some() {
             // A live member stays live: its share of the budget changes
@@ -161,7 +161,8 @@ impl Registry {
         let name: Arc<str> = name.into();
         let view = MemberView {
             name: name.clone(),
-            service_len,
+            // Names are validated far below 4 GiB.
+            service_len: service_len as u32,
             labels: f.labels,
             state: State::Alive,
             status: f.status,
@@ -177,7 +178,7 @@ impl Registry {
             base_interval: f.base,
             view,
             ended_at: None,
-            stall_mark: self.stall,
+            stall_mark: super::entry::mark(self.stall),
             protection: Protection::Eligible,
         });
         self.index.insert(name, slot);
@@ -198,7 +199,7 @@ impl Registry {
         let name: Arc<str> = name.into();
         let view = MemberView {
             name: name.clone(),
-            service_len: m.service.len(),
+            service_len: m.service.len() as u32,
             labels: shared_labels(m.labels),
             state: State::Suspect,
             status: m.status,
@@ -215,7 +216,7 @@ impl Registry {
             base_interval: interval,
             view,
             ended_at: None,
-            stall_mark: self.stall,
+            stall_mark: super::entry::mark(self.stall),
             protection: Protection::Exempt,
         });
         self.index.insert(name, slot);

@@ -82,7 +82,7 @@ impl Registry {
     /// included); `None` for unknown, DEAD or LEFT members.
     pub fn deadline(&self, name: &str) -> Option<Instant> {
         let e = self.slots[*self.index.get(name)? as usize].as_ref()?;
-        let credit = self.stall.saturating_sub(e.stall_mark);
+        let credit = e.credit(self.stall);
         e.view
             .state
             .is_live()
