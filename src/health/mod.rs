@@ -7,5 +7,5 @@
 mod map;
 mod service;
 
-pub use map::{HealthMap, WATCH_BUFFER, Watch};
+pub use map::{HealthMap, MemberHealth, MemberTable, WATCH_BUFFER, Watch};
 pub use service::{HealthService, LIST_LIMIT};

@@ -7,7 +7,7 @@
 //! critical section of a ping that changes nothing is a slot lookup and a
 //! store: no allocation, no delivery.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::SystemTime;
 
 use tokio::sync::{Notify, broadcast};
@@ -17,9 +17,9 @@ use tracing::{info, warn};
 
 use super::streams::{BeatStreams, Ends};
 use crate::config::ServerConfig;
-use crate::health::HealthMap;
+use crate::health::{HealthMap, MemberHealth, MemberTable};
 use crate::liveness::timing::TokenBucket;
-use crate::liveness::{CoreConfig, Event, EventKind, MemberView, Outbox, Registry};
+use crate::liveness::{CoreConfig, Event, EventKind, Health, MemberView, Outbox, Registry, Status};
 use crate::metrics::ServerMetrics;
 
 /// Maps the monotonic clock to wall-clock timestamps for display fields
@@ -168,7 +168,7 @@ impl Shared {
             ..core_cfg
         });
         let ends = Arc::new(Ends::default());
-        Ok(Arc::new(Self {
+        let shared = Arc::new(Self {
             inner: Mutex::new(Inner {
                 core,
                 streams: BeatStreams::new(ends.clone()),
@@ -189,7 +189,11 @@ impl Shared {
             replica,
             resets: Default::default(),
             xds: Arc::default(),
-        }))
+        });
+        shared
+            .health
+            .serve_members_from(TableHealth(Arc::downgrade(&shared)));
+        Ok(shared)
     }
 
     /// Begins the shutdown: every stream watching `drain` ends itself, and
@@ -315,6 +319,36 @@ impl Shared {
             self.wake.notify_one();
         }
         std::mem::take(&mut out.events)
+    }
+}
+
+/// The health of member names, read from the table every read serves
+/// (the health map keeps them only while watched).
+struct TableHealth(Weak<Shared>);
+
+impl MemberHealth for TableHealth {
+    fn read(&self, f: &mut dyn FnMut(&dyn MemberTable)) {
+        match self.0.upgrade() {
+            Some(shared) => shared.with(|i| f(i.table())),
+            // The server is gone: no member is listed.
+            None => f(&Registry::new(CoreConfig::default())),
+        }
+    }
+}
+
+impl MemberTable for Registry {
+    fn health(&self, name: &str) -> Health {
+        Registry::health(self, name)
+    }
+
+    fn listed(&self) -> usize {
+        Registry::len(self)
+    }
+
+    fn each(&self, f: &mut dyn FnMut(&str, Status)) {
+        for m in self.members(None) {
+            f(&m.name, m.health());
+        }
     }
 }
 
