@@ -412,7 +412,11 @@ mod tests {
         let mut w = m.watch("db/a");
         let mut unknown = m.watch("db/c");
         assert_eq!(m.entries(), 3);
-        assert_eq!(m.list(100).unwrap().len(), 3, "a watched name is listed once");
+        assert_eq!(
+            m.list(100).unwrap().len(),
+            3,
+            "a watched name is listed once"
+        );
         assert_eq!(next(&mut w).await, Some(S));
         assert_eq!(next(&mut unknown).await, Some(None));
         for s in [N, N, S, None] {
@@ -424,7 +428,11 @@ mod tests {
         }
         assert_eq!(next(&mut unknown).await, Some(S));
         drop((w, unknown));
-        assert_eq!(m.entries(), 1, "member names leave the map with their watchers");
+        assert_eq!(
+            m.entries(),
+            1,
+            "member names leave the map with their watchers"
+        );
         assert_eq!(m.get("db/c"), S);
     }
 
