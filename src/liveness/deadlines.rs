@@ -33,6 +33,14 @@ fn nanos(d: Duration) -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 
+/// Signed nanoseconds from `epoch` to `when`.
+fn key_of(epoch: Instant, when: Instant) -> i64 {
+    match when.checked_duration_since(epoch) {
+        Some(after) => nanos(after),
+        None => -nanos(epoch - when),
+    }
+}
+
 impl DeadlineQueue {
     /// An empty queue.
     pub fn new() -> Self {
@@ -52,14 +60,7 @@ impl DeadlineQueue {
     /// The key of `when`, fixing the epoch on first use.
     fn key(&mut self, when: Instant) -> i64 {
         let epoch = *self.epoch.get_or_insert(when);
-        self.key_of(epoch, when)
-    }
-
-    fn key_of(&self, epoch: Instant, when: Instant) -> i64 {
-        match when.checked_duration_since(epoch) {
-            Some(after) => nanos(after),
-            None => -nanos(epoch - when),
-        }
+        key_of(epoch, when)
     }
 
     /// The instant of a key.
@@ -72,7 +73,7 @@ impl DeadlineQueue {
     /// The key of `when` for a comparison without scheduling (the epoch
     /// is set whenever the heap is not empty).
     fn probe(&self, when: Instant) -> i64 {
-        self.epoch.map_or(0, |epoch| self.key_of(epoch, when))
+        self.epoch.map_or(0, |epoch| key_of(epoch, when))
     }
 
     /// The earliest deadline.

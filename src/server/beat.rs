@@ -30,7 +30,6 @@ use super::state::Shared;
 use crate::authz::Identity;
 use crate::liveness::timing::{MAX_PINGS_PER_WINDOW, PingWindow};
 use crate::liveness::{MemberId, StreamEnd};
-
 use crate::metrics::Rejection;
 use crate::pb::heartbeat::v1::{
     BeatRequest, BeatResponse, Drain, Pong, beat_request, beat_response,

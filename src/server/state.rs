@@ -330,10 +330,24 @@ impl MemberHealth for TableHealth {
     fn read(&self, f: &mut dyn FnMut(&dyn MemberTable)) {
         match self.0.upgrade() {
             Some(shared) => shared.with(|i| f(i.table())),
-            // The server is gone: no member is listed.
-            None => f(&Registry::new(CoreConfig::default())),
+            None => f(&NoMembers),
         }
     }
+}
+
+/// The table of a server that is gone: no member is listed.
+struct NoMembers;
+
+impl MemberTable for NoMembers {
+    fn health(&self, _: &str) -> Health {
+        None
+    }
+
+    fn listed(&self) -> usize {
+        0
+    }
+
+    fn each(&self, _: &mut dyn FnMut(&str, Status)) {}
 }
 
 impl MemberTable for Registry {
